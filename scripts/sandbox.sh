@@ -1,0 +1,710 @@
+#!/usr/bin/env bash
+# Local LXD estate for acceptance and e2e tests, kept in .sandbox/ of the checkout.
+#
+#   scripts/sandbox.sh up       start (or repair) everything; a no-op when all runs
+#   scripts/sandbox.sh down     stop everything, leave no daemon, mount or bridge behind
+#   scripts/sandbox.sh status   list the daemons; exit 0 only if all run
+#
+# What `up` gives (LXD 5.0.2 from Debian, started by hand: there is no systemd here):
+#   s1       standalone daemon, https://127.0.0.1:8443
+#   s2       standalone daemon, https://127.0.0.1:8444
+#   cluster  members m1 m2 m3 on https://127.0.0.{3,4,5}:8443, group fast-group = m2 m3
+# On each: dir pools `default` and `fast`, project `staging` (shares default's images
+# and profiles), image alias `busybox` (built locally: no image server is reachable),
+# and a default profile whose eth0 is bridged to the unmanaged host bridge sbx0.
+# Managed LXD networks are avoided on purpose: daemons on one host share the network
+# namespace, so a managed bridge on one daemon blocks the same name on another and an
+# instance on it could never move between them.
+#
+# The client side is an lxc config directory, .sandbox/lxc (use it with
+# LXD_CONF=.sandbox/lxc or `. scripts/env.sh`), with remotes s1, s2 and cluster, a
+# client certificate trusted on every server and the servers' certificates pinned.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+SANDBOX="$ROOT/.sandbox"
+CONF="$SANDBOX/lxc"                # client config handed to users
+ADMIN_CONF="$SANDBOX/.admin-lxc"   # empty lxc config: admin calls go over each unix socket
+IMAGES="$SANDBOX/images"           # busybox image cache, survives `down`
+BRIDGE=sbx0
+STAMP="$SANDBOX/.configured"
+
+STANDALONE=(s1 s2)
+MEMBERS=(m1 m2 m3)
+DAEMONS=("${STANDALONE[@]}" "${MEMBERS[@]}")
+declare -A ADDR=(
+  [s1]=127.0.0.1:8443 [s2]=127.0.0.1:8444
+  [m1]=127.0.0.3:8443 [m2]=127.0.0.4:8443 [m3]=127.0.0.5:8443
+)
+REMOTES=(s1 s2 cluster)
+declare -A REMOTE_DAEMON=([s1]=s1 [s2]=s2 [cluster]=m1)
+
+# Bounds, in seconds. Nothing waits without one.
+LXC_TIMEOUT=60        # one lxc admin call
+READY_TIMEOUT=30      # lxd waitready
+ONLINE_TIMEOUT=60     # a restarted member shows ONLINE in `lxc cluster list`
+SHUTDOWN_TIMEOUT=20   # lxd shutdown, before SIGKILL
+LOCK_TIMEOUT=300      # another up/down holding .sandbox/.lock
+
+log() { echo "sandbox: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+# SANDBOX_DEBUG=1 shows each step with its time.
+debug() { [[ -z ${SANDBOX_DEBUG:-} ]] || log "$(date +%T.%N | cut -c1-12) $*"; }
+now() { echo "${EPOCHREALTIME/,/.}"; }
+
+# lxc against one daemon's unix socket, never through the user's remotes.
+lx() {
+  local d=$1; shift
+  LXD_DIR="$SANDBOX/$d" LXD_CONF="$ADMIN_CONF" timeout "$LXC_TIMEOUT" lxc "$@" </dev/null
+}
+# The same, for the few calls that read stdin (profile edit).
+lx_stdin() {
+  local d=$1; shift
+  LXD_DIR="$SANDBOX/$d" LXD_CONF="$ADMIN_CONF" timeout "$LXC_TIMEOUT" lxc "$@"
+}
+
+# A config.yml of its own keeps lxc from printing its first-run banner.
+ensure_admin_conf() {
+  [[ -s $ADMIN_CONF/config.yml ]] && return 0
+  mkdir -p "$ADMIN_CONF"
+  printf 'default-remote: local\nremotes:\n  local:\n    addr: unix://\n    public: false\naliases: {}\n' \
+    >"$ADMIN_CONF/config.yml"
+}
+
+# lxc as a user of the sandbox sees it.
+lxc_user() { LXD_CONF="$CONF" timeout "$LXC_TIMEOUT" lxc "$@" </dev/null; }
+
+take_lock() {
+  mkdir -p "$SANDBOX"
+  exec 9>"$SANDBOX/.lock"
+  if ! flock -n 9; then
+    log "waiting for another sandbox.sh holding $SANDBOX/.lock"
+    flock -w "$LOCK_TIMEOUT" 9 || die "still locked after ${LOCK_TIMEOUT}s"
+  fi
+}
+
+# ---------------------------------------------------------------- processes
+
+daemon_pid() { cat "$SANDBOX/$1/lxd.pid" 2>/dev/null || true; }
+
+# True if $1 is a live (not zombie) lxd process serving LXD_DIR=$2.
+is_our_lxd() {
+  local pid=$1 dir=$2 state
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z && $state != X ]] || return 1
+  tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "LXD_DIR=$dir"
+}
+
+daemon_alive() { is_our_lxd "$(daemon_pid "$1")" "$SANDBOX/$1"; }
+
+# Every descendant of the given pids, deepest last.
+descendants() {
+  local -a queue=("$@") out=()
+  local p c
+  while ((${#queue[@]})); do
+    p=${queue[0]}; queue=("${queue[@]:1}")
+    for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do out+=("$c"); queue+=("$c"); done
+  done
+  echo "${out[@]:-}"
+}
+
+# SIGTERM, wait up to $1 s, then SIGKILL the rest.
+kill_wait() {
+  local bound=$1; shift
+  local -a pids=() left
+  local p i
+  for p in "$@"; do [[ $p =~ ^[0-9]+$ ]] && pids+=("$p"); done
+  ((${#pids[@]})) || return 0
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  for ((i = 0; i < bound * 10; i++)); do
+    left=()
+    for p in "${pids[@]}"; do alive_pid "$p" && left+=("$p"); done
+    ((${#left[@]})) || return 0
+    sleep 0.1
+  done
+  kill -KILL "${left[@]}" 2>/dev/null || true
+}
+
+alive_pid() {
+  local s
+  s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+  [[ -n $s && $s != Z && $s != X ]]
+}
+
+# Processes that belong to an LXD_DIR: the daemon(s), container monitors
+# ("[lxc monitor] DIR/containers NAME") and everything below them (the containers),
+# and helpers started with that LXD_DIR (forkproxy, forkfile, ...).
+procs_of_dir() {
+  local dir=$1
+  local -a found=()
+  # shellcheck disable=SC2207
+  found=($( {
+    grep -lzF "$dir/" /proc/[0-9]*/cmdline 2>/dev/null
+    grep -lzxF "LXD_DIR=$dir" /proc/[0-9]*/environ 2>/dev/null
+  } | cut -d/ -f3 | sort -un | grep -vx "$$" || true))
+  ((${#found[@]})) || return 0
+  echo "${found[@]}" $(descendants "${found[@]}")
+}
+
+umount_under() {
+  local dir=$1 m
+  # Deepest first; lazy so a busy mount cannot block us.
+  findmnt -rn -o TARGET 2>/dev/null | awk -v d="$dir/" 'index($0, d) == 1' | sort -r |
+    while read -r m; do
+      umount -l "$m" 2>/dev/null || log "could not unmount $m"
+    done
+}
+
+# Kill whatever lxd (and its containers) listens on our addresses but is not ours:
+# CI clones run where a killed session's daemons, from another path, may linger.
+evict_foreign() {
+  local line laddr pid dir ours d
+  declare -A wanted=()
+  for d in "${DAEMONS[@]}"; do wanted[${ADDR[$d]}]=$d; done
+  while read -r line; do
+    laddr=$(awk '{print $4}' <<<"$line")
+    local port=${laddr##*:} host=${laddr%:*}
+    host=${host#[}; host=${host%]}
+    # Also wildcard listeners: they make our bind fail.
+    local hit=""
+    for d in "${DAEMONS[@]}"; do
+      if [[ ${ADDR[$d]} == "$host:$port" || ( ${ADDR[$d]##*:} == "$port" && ( $host == 0.0.0.0 || $host == '*' || $host == :: ) ) ]]; then
+        hit=$d; break
+      fi
+    done
+    [[ -n $hit ]] || continue
+    for pid in $(grep -o 'pid=[0-9]*' <<<"$line" | cut -d= -f2 | sort -u); do
+      ours=no
+      for d in "${DAEMONS[@]}"; do
+        [[ $(daemon_pid "$d") == "$pid" ]] && daemon_alive "$d" && ours=yes
+      done
+      [[ $ours == yes ]] && continue
+      local comm; comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo '?')
+      if [[ $comm != lxd ]]; then
+        die "$laddr (needed by $hit) is held by pid $pid ($comm), not an lxd: not killing it"
+      fi
+      dir=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^LXD_DIR=//p')
+      dir=${dir:-/var/lib/lxd}
+      log "evicting foreign lxd pid $pid (LXD_DIR=$dir) listening on $laddr"
+      # shellcheck disable=SC2046
+      kill_wait 5 $(procs_of_dir "$dir") "$pid"
+      umount_under "$dir"
+    done
+  done < <(ss -Hltnp 2>/dev/null | grep -E ':(8443|8444) ' || true)
+}
+
+# A sandbox of another checkout (a CI clone, an older session) whose daemons were
+# killed leaves mounts (shmounts, devlxd) and maybe container monitors behind.
+# Clean those up when no lxd serves that directory any more.
+sweep_stale() {
+  local d pid live
+  local -a dirs=()
+  # shellcheck disable=SC2207
+  dirs=($( {
+    findmnt -rn -o TARGET 2>/dev/null
+    ps -eo args= | sed -n 's/^\[lxc monitor\] \(.*\)\/containers .*/\1/p'
+  } | grep -oE '^/.*/\.sandbox/(s1|s2|m1|m2|m3)(/|$)' | sed 's#/$##' | sort -u || true))
+  for d in "${dirs[@]}"; do
+    [[ $d == "$SANDBOX"/* ]] && continue
+    live=no
+    for pid in $(grep -lzxF "LXD_DIR=$d" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3); do
+      [[ $(cat "/proc/$pid/comm" 2>/dev/null) == lxd ]] && alive_pid "$pid" && live=yes
+    done
+    [[ $live == yes ]] && continue
+    log "cleaning up after a dead sandbox daemon of another checkout: $d"
+    # shellcheck disable=SC2046
+    kill_wait 3 $(procs_of_dir "$d")
+    umount_under "$d"
+  done
+}
+
+start_daemon() {
+  local d=$1 dir=$SANDBOX/$1 old
+  mkdir -p "$dir"
+  old=$(daemon_pid "$d")
+  if [[ -n $old ]] && [[ -e /proc/$old ]] && tr '\0' '\n' 2>/dev/null <"/proc/$old/environ" | grep -qxF "LXD_DIR=$dir"; then
+    # Hung or zombie: make sure it is really gone before starting another.
+    kill -KILL "$old" 2>/dev/null || true
+  fi
+  # A daemon killed together with its containers leaves its mounts: drop them.
+  # (Not when its containers survived it: they still use devlxd and shmounts.)
+  if [[ -z $(procs_of_dir "$dir") ]]; then
+    umount_under "$dir"
+  fi
+  # setsid + closed fds: the daemon must outlive this script and must not hold
+  # the caller's pipes or our lock.
+  LXD_DIR=$dir setsid lxd --group root --debug --logfile "$dir/lxd.log" \
+    </dev/null >>"$dir/lxd.out" 2>&1 9>&- &
+  echo $! >"$dir/lxd.pid"
+}
+
+wait_ready() {
+  local d=$1
+  if ! LXD_DIR="$SANDBOX/$d" timeout $((READY_TIMEOUT + 5)) lxd waitready --timeout "$READY_TIMEOUT" </dev/null 2>/dev/null; then
+    log "$d not ready after ${READY_TIMEOUT}s; last log lines:"
+    tail -n 15 "$SANDBOX/$d/lxd.log" >&2 || true
+    return 1
+  fi
+}
+
+# ---------------------------------------------------------------- host side
+
+ensure_bridge() {
+  if [[ -e /sys/class/net/$BRIDGE ]]; then
+    [[ -d /sys/class/net/$BRIDGE/bridge ]] || die "$BRIDGE exists and is not a bridge"
+  else
+    ip link add "$BRIDGE" type bridge
+    log "created host bridge $BRIDGE"
+  fi
+  ip link set "$BRIDGE" up
+}
+
+# A container image from busybox-static, built once: no image server is reachable.
+IMAGE_TARBALL="$IMAGES/busybox.tar.gz"
+ensure_image_tarball() {
+  [[ -s $IMAGE_TARBALL ]] && return 0
+  local bb=/bin/busybox tmp a
+  [[ -x $bb ]] || die "$bb missing: run scripts/install-packages.sh"
+  mkdir -p "$IMAGES"
+  tmp=$(mktemp -d "$IMAGES/build.XXXXXX")
+  mkdir -p "$tmp"/rootfs/{bin,sbin,etc,dev,proc,sys,tmp,root,run,var/log,usr/bin,usr/sbin}
+  chmod 1777 "$tmp/rootfs/tmp"; chmod 700 "$tmp/rootfs/root"
+  cp "$bb" "$tmp/rootfs/bin/busybox"
+  for a in $("$bb" --list); do
+    # `busybox --list` names busybox itself: linking it over the binary loops.
+    [[ $a == busybox || $a == init ]] && continue
+    ln -s busybox "$tmp/rootfs/bin/$a"
+  done
+  cat >"$tmp/rootfs/sbin/init" <<'INIT'
+#!/bin/sh
+# Sandbox init: keep the container alive and exit at once when LXD stops it
+# (SIGPWR from `lxc stop`, SIGTERM otherwise), so stops take no timeout.
+[ -e /proc/self/stat ] || mount -t proc proc /proc
+[ -e /sys/kernel ] || mount -t sysfs sysfs /sys
+trap 'exit 0' PWR TERM INT
+# sleep in the background + wait: a trap runs as soon as the signal arrives.
+while :; do sleep 1 & wait $!; done
+INIT
+  chmod 755 "$tmp/rootfs/sbin/init"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$tmp/rootfs/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$tmp/rootfs/etc/group"
+  echo busybox >"$tmp/rootfs/etc/hostname"
+  local arch version
+  arch=$(uname -m)
+  version=$("$bb" 2>&1 | head -n1 | awk '{print $2}')
+  cat >"$tmp/metadata.yaml" <<META
+architecture: $arch
+creation_date: $(date +%s)
+properties:
+  description: busybox $version (lxd-placement sandbox)
+  os: busybox
+  release: "$version"
+  architecture: $arch
+templates: {}
+META
+  tar --numeric-owner --owner=0 --group=0 -C "$tmp" -czf "$tmp/image.tar.gz" metadata.yaml rootfs
+  mv "$tmp/image.tar.gz" "$IMAGE_TARBALL"
+  rm -rf "$tmp"
+  log "built image $IMAGE_TARBALL"
+}
+
+ensure_client_cert() {
+  mkdir -p "$CONF"
+  [[ -s $CONF/client.crt && -s $CONF/client.key ]] && return 0
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp384r1 -nodes \
+    -keyout "$CONF/client.key" -out "$CONF/client.crt" -days 3650 \
+    -subj /CN=lxd-placement-sandbox -addext extendedKeyUsage=clientAuth 2>/dev/null
+  chmod 600 "$CONF/client.key"
+  log "generated client certificate $CONF/client.crt"
+}
+
+cert_fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2 | tr -d : | tr A-F a-f; }
+
+# Fingerprint of the certificate a server presents at host:port.
+presented_fp() {
+  timeout 10 openssl s_client -connect "$1" </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2 | tr -d : | tr A-F a-f
+}
+
+# ---------------------------------------------------------------- server side
+
+# Everything every server (standalone or cluster, via daemon $1) gets, idempotently.
+# $2: "cluster" for the cluster (pools need per-member creation first).
+configure_server() {
+  local d=$1 kind=${2:-}
+  local p m fp
+
+  for p in default fast; do
+    if ! lx "$d" storage show "$p" >/dev/null 2>&1; then
+      if [[ $kind == cluster ]]; then
+        for m in "${MEMBERS[@]}"; do
+          lx "$d" storage create "$p" dir --target "$m" >/dev/null 2>&1 || true
+        done
+      fi
+      lx "$d" storage create "$p" dir >/dev/null
+    elif [[ $kind == cluster ]] && lx "$d" storage list -f csv | grep -q "^$p,.*PENDING"; then
+      # An interrupted earlier `up`: finish the pool.
+      for m in "${MEMBERS[@]}"; do
+        lx "$d" storage create "$p" dir --target "$m" >/dev/null 2>&1 || true
+      done
+      lx "$d" storage create "$p" dir >/dev/null
+    fi
+  done
+
+  # The whole default profile at once: idempotent and one round-trip.
+  lx_stdin "$d" profile edit default >/dev/null <<PROFILE
+description: lxd-placement sandbox default profile
+config: {}
+devices:
+  root:
+    type: disk
+    path: /
+    pool: default
+  eth0:
+    type: nic
+    nictype: bridged
+    parent: $BRIDGE
+PROFILE
+
+  if ! lx "$d" project show staging >/dev/null 2>&1; then
+    lx "$d" project create staging -c features.images=false -c features.profiles=false >/dev/null
+  fi
+
+  if ! lx "$d" image alias list -f csv | grep -q '^busybox,'; then
+    lx "$d" image import "$IMAGE_TARBALL" --alias busybox >/dev/null
+  fi
+
+  fp=$(cert_fp "$CONF/client.crt")
+  if ! lx "$d" config trust show "$fp" >/dev/null 2>&1; then
+    lx "$d" config trust add "$CONF/client.crt" --name lxd-placement-sandbox >/dev/null
+  fi
+}
+
+setup_standalone() {
+  local d=$1
+  if [[ -z $(lx "$d" config get core.https_address) ]]; then
+    lx "$d" config set core.https_address "${ADDR[$d]}"
+  fi
+  configure_server "$d"
+}
+
+is_clustered() { [[ $(lx "$1" query /1.0/cluster 2>/dev/null) == *'"enabled": true'* ]]; }
+
+cluster_members() { lx m1 cluster list -f csv 2>/dev/null | cut -d, -f1; }
+
+bootstrap_m1() {
+  is_clustered m1 && return 0
+  log "bootstrapping cluster on m1 (${ADDR[m1]})"
+  LXD_DIR="$SANDBOX/m1" timeout "$LXC_TIMEOUT" lxd init --preseed >/dev/null <<PRESEED
+config:
+  core.https_address: ${ADDR[m1]}
+  cluster.https_address: ${ADDR[m1]}
+cluster:
+  server_name: m1
+  enabled: true
+PRESEED
+}
+
+join_member() {
+  local m=$1 token pools p
+  is_clustered "$m" && return 0
+  if cluster_members | grep -qx "$m"; then
+    # Known to the cluster but its own dir is not clustered: a half-done earlier join.
+    log "removing stale cluster entry for $m"
+    lx m1 cluster remove "$m" --force --yes >/dev/null
+  fi
+  lx m1 cluster revoke-token "$m" >/dev/null 2>&1 || true
+  token=$(lx m1 cluster add "$m" --quiet)
+  # Pools the cluster has already need this member's `source` (empty: LXD's default).
+  pools=""
+  for p in $(lx m1 storage list -f csv 2>/dev/null | cut -d, -f1); do
+    pools+=$'\n'"  - {entity: storage-pool, name: $p, key: source, value: \"\"}"
+  done
+  log "joining $m (${ADDR[$m]})"
+  LXD_DIR="$SANDBOX/$m" timeout "$LXC_TIMEOUT" lxd init --preseed >/dev/null <<PRESEED
+cluster:
+  enabled: true
+  server_name: $m
+  server_address: ${ADDR[$m]}
+  cluster_address: ${ADDR[m1]}
+  cluster_token: $token
+  member_config:${pools:- []}
+PRESEED
+}
+
+setup_cluster() {
+  bootstrap_m1
+  local m
+  for m in m2 m3; do join_member "$m"; done
+  configure_server m1 cluster
+  if ! lx m1 cluster group show fast-group >/dev/null 2>&1; then
+    lx m1 cluster group create fast-group >/dev/null
+  fi
+  # `assign` replaces a member's groups: keep default.
+  for m in m2 m3; do lx m1 cluster group assign "$m" default,fast-group >/dev/null; done
+}
+
+# Members whose daemon was restarted must be seen ONLINE by the cluster again.
+wait_online() {
+  local deadline=$((SECONDS + ONLINE_TIMEOUT)) out bad
+  while :; do
+    out=$(lx m1 cluster list -f csv 2>/dev/null || true)
+    bad=""
+    for m in "${MEMBERS[@]}"; do
+      grep -q "^$m,.*,ONLINE," <<<"$out" || bad+=" $m"
+    done
+    [[ -z $bad ]] && return 0
+    if ((SECONDS >= deadline)); then
+      log "cluster members not ONLINE after ${ONLINE_TIMEOUT}s:$bad"
+      echo "$out" >&2
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+# ---------------------------------------------------------------- client side
+
+write_client_config() {
+  local r d tmp
+  mkdir -p "$CONF"
+  tmp=$(mktemp -d "$CONF/.servercerts.XXXXXX")
+  for r in "${REMOTES[@]}"; do
+    d=${REMOTE_DAEMON[$r]}
+    if [[ $r == cluster ]]; then
+      cp "$SANDBOX/$d/cluster.crt" "$tmp/$r.crt"
+    else
+      cp "$SANDBOX/$d/server.crt" "$tmp/$r.crt"
+    fi
+  done
+  rm -rf "$CONF/servercerts"
+  mv "$tmp" "$CONF/servercerts"
+  cat >"$CONF/config.yml.tmp" <<YAML
+# Written by scripts/sandbox.sh up; rewritten on every up.
+default-remote: s1
+remotes:
+  s1:
+    addr: https://${ADDR[s1]}
+    auth_type: tls
+    project: default
+    protocol: lxd
+    public: false
+  s2:
+    addr: https://${ADDR[s2]}
+    auth_type: tls
+    project: default
+    protocol: lxd
+    public: false
+  cluster:
+    addr: https://${ADDR[m1]}
+    auth_type: tls
+    project: default
+    protocol: lxd
+    public: false
+aliases: {}
+YAML
+  mv "$CONF/config.yml.tmp" "$CONF/config.yml"
+}
+
+# The pinned certificates must be exactly what the servers present.
+verify_pins() {
+  local r d want got
+  for r in "${REMOTES[@]}"; do
+    d=${REMOTE_DAEMON[$r]}
+    want=$(cert_fp "$CONF/servercerts/$r.crt")
+    got=$(presented_fp "${ADDR[$d]}")
+    [[ $want == "$got" ]] || die "remote $r: ${ADDR[$d]} presents ${got:-nothing}, pinned $want"
+  done
+}
+
+verify_client() {
+  lxc_user list s1: -f csv >/dev/null || die "lxc list s1: failed"
+  lxc_user list s2: -f csv >/dev/null || die "lxc list s2: failed"
+  lxc_user cluster list cluster: -f csv >/dev/null || die "lxc cluster list cluster: failed"
+}
+
+# ---------------------------------------------------------------- commands
+
+summary() {
+  local t0=$1
+  awk -v t0="$t0" -v t1="$(now)" -v r="${REMOTES[*]}" -v c="$CONF" \
+    'BEGIN { printf "sandbox: up in %.1fs: remotes %s (LXD_CONF=%s)\n", t1 - t0, r, c }'
+}
+
+all_alive() {
+  local d
+  for d in "${DAEMONS[@]}"; do daemon_alive "$d" || return 1; done
+}
+
+cmd_up() {
+  local t0 d
+  t0=$(now)
+  command -v lxd >/dev/null && command -v lxc >/dev/null || die "lxd/lxc missing: run scripts/install-packages.sh"
+  take_lock
+  ensure_admin_conf
+
+  # Fast path: everything was set up by this checkout and still runs.
+  if [[ -f $STAMP ]] && all_alive && [[ -d /sys/class/net/$BRIDGE ]]; then
+    local ok=yes
+    for d in "${DAEMONS[@]}"; do
+      LXD_DIR="$SANDBOX/$d" timeout 5 lxd waitready --timeout 3 </dev/null 2>/dev/null || { ok=no; break; }
+    done
+    if [[ $ok == yes ]] && wait_online; then
+      ip link set "$BRIDGE" up
+      write_client_config
+      summary "$t0"
+      return 0
+    fi
+  fi
+
+  debug "slow path"
+  evict_foreign
+  sweep_stale
+  ensure_bridge
+  ensure_image_tarball
+  ensure_client_cert
+  debug "host side ready"
+
+  # Start what is not running, all at once; then wait for all.
+  local -a started=()
+  for d in "${DAEMONS[@]}"; do
+    if ! daemon_alive "$d"; then
+      [[ -e $SANDBOX/$d/lxd.pid ]] && log "$d is not running (pid $(daemon_pid "$d")); restarting"
+      start_daemon "$d"
+      started+=("$d")
+    fi
+  done
+  local -a waits=()
+  for d in "${DAEMONS[@]}"; do wait_ready "$d" & waits+=($!); done
+  local w fail=0
+  for w in "${waits[@]}"; do wait "$w" || fail=1; done
+  ((fail == 0)) || die "daemons did not become ready (logs in $SANDBOX/*/lxd.log)"
+  debug "daemons ready"
+
+  # Configure the three servers side by side: each step is a round-trip and the
+  # cluster's are slow (every write goes through raft).
+  local -a jobs=()
+  setup_standalone s1 & jobs+=($!)
+  setup_standalone s2 & jobs+=($!)
+  setup_cluster & jobs+=($!)
+  for w in "${jobs[@]}"; do wait "$w" || fail=1; done
+  ((fail == 0)) || die "configuring the servers failed"
+  debug "servers configured"
+  wait_online
+  debug "cluster online"
+
+  write_client_config
+  verify_pins
+  verify_client
+  echo "$ROOT" >"$STAMP"
+  ((${#started[@]})) && log "started: ${started[*]}"
+  summary "$t0"
+}
+
+cmd_down() {
+  take_lock
+  ensure_admin_conf
+  local d any=no
+  for d in "${DAEMONS[@]}"; do daemon_alive "$d" && any=yes; done
+
+  if [[ $any == yes ]]; then
+    # Stop instances first, forcefully and in parallel: on 5.0.2 a cluster member
+    # left without quorum stalls in shutdown while it has instances.
+    local -a jobs=()
+    local r
+    for r in "${REMOTES[@]}"; do
+      d=${REMOTE_DAEMON[$r]}
+      daemon_alive "$d" || continue
+      (
+        LXC_TIMEOUT=30
+        for p in $(lx "$d" query /1.0/projects 2>/dev/null | sed -n 's#.*"/1.0/projects/\([^"]*\)".*#\1#p'); do
+          lx "$d" stop --all --force --project "$p" >/dev/null 2>&1 || true
+        done
+      ) & jobs+=($!)
+    done
+    wait "${jobs[@]}" 2>/dev/null || true
+    debug "instances stopped"
+
+    # Shut every daemon down at once; members need each other for quorum.
+    jobs=()
+    for d in "${DAEMONS[@]}"; do
+      daemon_alive "$d" || continue
+      LXD_DIR="$SANDBOX/$d" timeout $((SHUTDOWN_TIMEOUT + 2)) lxd shutdown --timeout "$SHUTDOWN_TIMEOUT" \
+        </dev/null >/dev/null 2>&1 & jobs+=($!)
+    done
+    # Then bound the wait: whatever still runs is killed. A member left alone
+    # has no quorum and on 5.0.2 never finishes its shutdown: give it a moment
+    # (its instances are already stopped), not the full bound.
+    local deadline=$((SECONDS + SHUTDOWN_TIMEOUT + 2)) left members_left lone_since=""
+    while :; do
+      left="" members_left=0
+      for d in "${DAEMONS[@]}"; do
+        daemon_alive "$d" || continue
+        left+=" $d"
+        [[ $d == m* ]] && members_left=$((members_left + 1))
+      done
+      [[ -z $left ]] && break
+      if ((members_left == 1)); then
+        lone_since=${lone_since:-$SECONDS}
+        if ((SECONDS - lone_since >= 2)); then
+          for d in "${MEMBERS[@]}"; do
+            if daemon_alive "$d"; then
+              debug "$d is the last cluster member (no quorum): killing it"
+              kill -KILL "$(daemon_pid "$d")" 2>/dev/null || true
+            fi
+          done
+          continue
+        fi
+      fi
+      if ((SECONDS >= deadline)); then
+        log "killing daemons that did not shut down within ${SHUTDOWN_TIMEOUT}s:$left"
+        for d in $left; do kill -KILL "$(daemon_pid "$d")" 2>/dev/null || true; done
+        break
+      fi
+      sleep 0.2
+    done
+    for w in "${jobs[@]}"; do kill "$w" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    debug "daemons gone"
+  fi
+
+  # Leftovers: container monitors and containers of a killed daemon, helpers.
+  local -a rest=()
+  for d in "${DAEMONS[@]}"; do
+    # shellcheck disable=SC2207
+    rest+=($(procs_of_dir "$SANDBOX/$d"))
+  done
+  if ((${#rest[@]})); then
+    log "killing leftover processes: ${rest[*]}"
+    kill_wait 3 "${rest[@]}"
+  fi
+  umount_under "$SANDBOX"
+  if [[ -e /sys/class/net/$BRIDGE ]]; then
+    ip link del "$BRIDGE" 2>/dev/null || log "could not delete bridge $BRIDGE"
+  fi
+  for d in "${DAEMONS[@]}"; do
+    rm -rf --one-file-system "${SANDBOX:?}/$d"
+  done
+  rm -rf "$CONF/config.yml" "$CONF/servercerts" "$ADMIN_CONF" "$STAMP"
+  [[ $any == yes ]] && log "down"
+  return 0
+}
+
+cmd_status() {
+  local d pid all=0 state
+  for d in "${DAEMONS[@]}"; do
+    pid=$(daemon_pid "$d")
+    if daemon_alive "$d"; then state=running; else state=stopped; all=1; fi
+    printf '%-3s %-16s %-8s %s\n' "$d" "${ADDR[$d]}" "$state" "${pid:--}"
+  done
+  [[ -d /sys/class/net/$BRIDGE ]] && echo "bridge $BRIDGE present" || { echo "bridge $BRIDGE absent"; all=1; }
+  return "$all"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac
