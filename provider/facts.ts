@@ -1,0 +1,137 @@
+/**
+ * Finding an instance wherever it really is (P6) and settling what an interrupted move left
+ * behind (P5). Every instance the provider manages carries an ownership marker
+ * (`user.lxd-placement.id`); during a move the copy carries `incoming` and the source
+ * `outgoing`, so after any crash the next run can tell the authoritative copy from a partial one.
+ */
+import type { Estate } from "./estate";
+import { INCOMING_KEY, MARKER_KEY } from "./inputs";
+import { PlacementError } from "./lxd/errors";
+import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
+import type { Facts, Placement } from "./planner";
+
+export const OUTGOING_KEY = "user.lxd-placement.outgoing";
+
+export interface Found {
+  remote: string;
+  instance: Instance;
+}
+
+export function factsOf(f: Found): Facts {
+  const i = f.instance;
+  return {
+    remote: f.remote,
+    project: i.project,
+    member: i.location && i.location !== "none" ? i.location : "",
+    pool: rootPool(i) ?? "",
+    name: i.name,
+    type: i.type === "virtual-machine" ? "virtual-machine" : "container",
+    running: isRunning(i),
+    config: i.expanded_config,
+    devices: i.expanded_devices,
+  };
+}
+
+const owned = (i: Instance, id: string) => i.config[MARKER_KEY] === id;
+
+/**
+ * Every copy of the instance with this marker. Looks at the last known placement first (one
+ * GET); only when the instance is not there, or a move left marks, does it list every remote.
+ */
+export async function findCopies(estate: Estate, id: string, hint?: Placement, opts: { everywhere?: boolean } = {}): Promise<Found[]> {
+  if (hint && !opts.everywhere) {
+    try {
+      const names = estate.remotes.names;
+      if (names.includes(hint.remote)) {
+        const got = await getInstance(estate.client(hint.remote, hint.project), hint.name);
+        if (got && owned(got.instance, id) && !got.instance.config[INCOMING_KEY] && !got.instance.config[OUTGOING_KEY]) {
+          return [{ remote: hint.remote, instance: got.instance }];
+        }
+      }
+    } catch (e) {
+      if (!PlacementError.is(e)) throw e;
+      // The hinted server is unreachable: fall through to a full search, which reports it.
+    }
+  }
+  const out: Found[] = [];
+  const errors: string[] = [];
+  await Promise.all(
+    estate.remotes.names.map(async (r) => {
+      try {
+        for (const i of await estate.instances(r, { fresh: true })) if (owned(i, id)) out.push({ remote: r, instance: i });
+      } catch (e) {
+        if (r === "local" && !(hint?.remote === "local")) return; // no local daemon: normal
+        errors.push(`${r}: ${(e as Error).message}`);
+      }
+    }),
+  );
+  if (!out.length && errors.length) {
+    throw new PlacementError(`cannot tell where instance ${id} is: some remotes did not answer (${errors.join("; ")})`, {}, "Run again when the servers are reachable; nothing was changed");
+  }
+  return out;
+}
+
+/**
+ * Settle leftovers of an interrupted move (P5) and return the one authoritative copy, or
+ * undefined when none exists. Rules: a copy marked `incoming` beside an unmarked-or-outgoing one
+ * is partial (delete it); an `outgoing` source beside a committed copy is finished (delete it);
+ * a lone copy loses its marks.
+ */
+export async function settle(estate: Estate, copies: Found[], log: (s: string) => void = () => undefined): Promise<Found | undefined> {
+  if (copies.length === 0) return undefined;
+  const client = (f: Found) => estate.client(f.remote, f.instance.project).withTimeout(30_000);
+  const clear = async (f: Found, key: string) => {
+    await patchInstance(client(f), f.instance.name, { config: { [key]: "" } });
+    delete f.instance.config[key];
+  };
+  const where = (f: Found) => `${f.remote}:${f.instance.project}/${f.instance.name}`;
+  const incoming = copies.filter((c) => c.instance.config[INCOMING_KEY]);
+  const settled = copies.filter((c) => !c.instance.config[INCOMING_KEY]);
+  if (settled.length >= 1) {
+    for (const c of incoming) {
+      log(`removing the partial copy at ${where(c)} left by an interrupted move (P5)`);
+      await deleteInstance(client(c), c.instance.name);
+    }
+    if (settled.length === 1) {
+      const only = settled[0];
+      if (only.instance.config[OUTGOING_KEY]) {
+        await clear(only, OUTGOING_KEY);
+        // An interrupted near-live cutover may have stopped the source: the caller converges power state.
+      }
+      return only;
+    }
+    const sources = settled.filter((c) => c.instance.config[OUTGOING_KEY]);
+    const committed = settled.filter((c) => !c.instance.config[OUTGOING_KEY]);
+    if (committed.length === 1 && sources.length === settled.length - 1) {
+      for (const s of sources) {
+        log(`finishing an interrupted move: deleting the old copy at ${where(s)} (P5)`);
+        await deleteInstance(client(s), s.instance.name);
+      }
+      return committed[0];
+    }
+    throw new PlacementError(
+      `instance ${copies[0].instance.config[MARKER_KEY]} exists in several places (${settled.map(where).join(", ")})`,
+      { instance: copies[0].instance.name },
+      "Delete the copies that are not wanted (lxc delete), then run again",
+    );
+  }
+  // Only incoming copies: the source is gone, so the copy was committed by deleting it.
+  const [first, ...rest] = incoming;
+  for (const r of rest) await deleteInstance(client(r), r.instance.name);
+  log(`finishing an interrupted move: ${where(first)} is the instance now (P5)`);
+  await clear(first, INCOMING_KEY);
+  return first;
+}
+
+/** Locate and settle: the one place the instance is, or undefined if it is gone everywhere. */
+export async function locate(estate: Estate, id: string, hint?: Placement, log?: (s: string) => void): Promise<Found | undefined> {
+  return settle(estate, await findCopies(estate, id, hint), log);
+}
+
+export async function ensurePower(estate: Estate, f: Found, running: boolean): Promise<void> {
+  const c = estate.client(f.remote, f.instance.project);
+  if (running && !isRunning(f.instance)) await startInstance(c, f.instance.name);
+  if (!running && isRunning(f.instance)) {
+    await stopInstance(c, f.instance.name);
+  }
+}

@@ -1,0 +1,313 @@
+/**
+ * The LXD REST client, in the layers of LXD's Go client: a raw request over a transport; a
+ * scope (`/1.0`, `project`, `target`) that is a *copy* of the client; the envelope parsed with
+ * zod; async responses waited on as operations. Every call has a deadline: a frozen server
+ * produces a TimeoutError, never a hang.
+ */
+import { request as undiciRequest } from "undici";
+import WebSocket from "ws";
+import { z } from "zod";
+import {
+  CertificateMismatchError,
+  LxdApiError,
+  MissingExtensionError,
+  NotFoundError,
+  NotTrustedError,
+  PlacementError,
+  TimeoutError,
+  UnreachableError,
+  type ErrorContext,
+} from "./errors";
+import type { Remote } from "./remotes";
+import { openTransport, type Transport } from "./transport";
+
+export const OperationSchema = z
+  .object({
+    id: z.string(),
+    class: z.string().optional(),
+    description: z.string().optional(),
+    status: z.string(),
+    status_code: z.number(),
+    metadata: z.record(z.string(), z.unknown()).nullable().optional(),
+    may_cancel: z.boolean().optional(),
+    err: z.string().optional(),
+    location: z.string().optional(),
+  })
+  .passthrough();
+export type Operation = z.infer<typeof OperationSchema>;
+
+const Envelope = z.object({
+  type: z.enum(["sync", "async", "error"]),
+  status_code: z.number().optional(),
+  error_code: z.number().optional(),
+  error: z.string().optional(),
+  operation: z.string().optional(),
+  metadata: z.unknown().optional(),
+});
+
+export const ServerSchema = z
+  .object({
+    api_extensions: z.array(z.string()).default([]),
+    auth: z.string().optional(),
+    environment: z
+      .object({
+        certificate: z.string().optional(),
+        addresses: z.array(z.string()).nullable().optional(),
+        server_clustered: z.boolean().optional(),
+        server_name: z.string().optional(),
+        server_version: z.string().optional(),
+        driver: z.string().optional(),
+      })
+      .passthrough()
+      .default({}),
+  })
+  .passthrough();
+export type Server = z.infer<typeof ServerSchema>;
+
+export interface Scope {
+  project?: string;
+  target?: string;
+}
+
+export interface CallOptions {
+  body?: unknown;
+  query?: Record<string, string | undefined>;
+  timeoutMs?: number;
+  etag?: string;
+  /** Send the scope's `target`; off for calls where LXD rejects or ignores it. */
+  noTarget?: boolean;
+}
+
+export interface Response<T> {
+  value: T;
+  etag?: string;
+  status: number;
+  /** Set for async responses. */
+  operation?: Operation;
+}
+
+/** Counts of requests by method, for tests and benchmarks that prove what was (not) sent. */
+export const requestCounter = { byMethod: new Map<string, number>(), total: 0 };
+
+export class LxdClient {
+  private serverCache?: Promise<Server>;
+  constructor(
+    readonly remote: Remote,
+    private readonly transport: Transport,
+    readonly scope: Scope = {},
+    readonly defaultTimeoutMs = 30_000,
+    private readonly shared: { server?: Promise<Server> } = {},
+  ) {}
+
+  static open(remote: Remote, opts: { timeoutMs?: number } = {}): LxdClient {
+    return new LxdClient(remote, openTransport(remote), {}, opts.timeoutMs ?? 30_000);
+  }
+
+  get name(): string {
+    return this.remote.name;
+  }
+  get project(): string {
+    return this.scope.project ?? "default";
+  }
+
+  useProject(project: string | undefined): LxdClient {
+    return new LxdClient(this.remote, this.transport, { ...this.scope, project }, this.defaultTimeoutMs, this.shared);
+  }
+  useTarget(target: string | undefined): LxdClient {
+    return new LxdClient(this.remote, this.transport, { ...this.scope, target }, this.defaultTimeoutMs, this.shared);
+  }
+  /** A copy whose calls give up sooner (cleanup after a failure must not hang on a frozen server). */
+  withTimeout(ms: number): LxdClient {
+    return new LxdClient(this.remote, this.transport, this.scope, ms, this.shared);
+  }
+
+  ctx(extra: ErrorContext = {}): ErrorContext {
+    return { remote: this.remote.name, project: this.scope.project, ...extra };
+  }
+
+  async call<T = unknown>(method: string, path: string, opts: CallOptions = {}, schema?: z.ZodType<T>): Promise<Response<T>> {
+    const query = new URLSearchParams();
+    if (this.scope.project && this.scope.project !== "default") query.set("project", this.scope.project);
+    if (this.scope.target && !opts.noTarget) query.set("target", this.scope.target);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) query.set(k, v);
+    const qs = query.toString();
+    const url = `${this.transport.base}/1.0${path}${qs ? `?${qs}` : ""}`;
+    const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
+    const headers: Record<string, string> = {};
+    if (opts.body !== undefined) headers["content-type"] = "application/json";
+    if (opts.etag) headers["if-match"] = opts.etag;
+    requestCounter.total++;
+    requestCounter.byMethod.set(method, (requestCounter.byMethod.get(method) ?? 0) + 1);
+    let res;
+    try {
+      res = await undiciRequest(url, {
+        method: method as "GET",
+        headers,
+        body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+        dispatcher: this.transport.dispatcher,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (e) {
+      throw this.transportError(e, method, path, timeoutMs);
+    }
+    let text: string;
+    try {
+      text = await res.body.text();
+    } catch (e) {
+      throw this.transportError(e, method, path, timeoutMs);
+    }
+    let env: z.infer<typeof Envelope>;
+    try {
+      env = Envelope.parse(JSON.parse(text));
+    } catch {
+      throw new LxdApiError(`${method} ${path}: unexpected response (HTTP ${res.statusCode}): ${text.slice(0, 200)}`, this.ctx({ status: res.statusCode }));
+    }
+    if (env.type === "error" || res.statusCode >= 400) {
+      const msg = env.error || `HTTP ${res.statusCode}`;
+      const c = this.ctx({ status: env.error_code ?? res.statusCode });
+      if ((env.error_code ?? res.statusCode) === 404) throw new NotFoundError(`${method} ${path}: ${msg}`, c);
+      if ((env.error_code ?? res.statusCode) === 403) {
+        throw new NotTrustedError(
+          `${method} ${path}: ${msg}`,
+          c,
+          `The server does not trust this client's certificate; trust it with "lxc config trust add" on the server, or re-add the remote with a trust token/password`,
+        );
+      }
+      throw new LxdApiError(`${method} ${path}: ${msg}`, c);
+    }
+    const etag = typeof res.headers.etag === "string" ? res.headers.etag : undefined;
+    if (env.type === "async") {
+      const op = OperationSchema.parse(env.metadata);
+      return { value: op as unknown as T, etag, status: res.statusCode, operation: op };
+    }
+    const value = schema ? schema.parse(env.metadata) : (env.metadata as T);
+    return { value, etag, status: res.statusCode };
+  }
+
+  async get<T = unknown>(path: string, schema?: z.ZodType<T>, opts: CallOptions = {}): Promise<T> {
+    return (await this.call("GET", path, opts, schema)).value;
+  }
+
+  private transportError(e: unknown, method: string, path: string, timeoutMs: number): PlacementError {
+    for (let c: unknown = e; c; c = (c as { cause?: unknown }).cause) {
+      if (PlacementError.is(c)) return c;
+      const code = (c as { code?: string }).code;
+      const name = (c as { name?: string }).name;
+      if (name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_ABORTED") {
+        return new TimeoutError(`${method} ${path}: no answer within ${Math.round(timeoutMs / 1000)}s`, this.ctx(), "The server may be frozen or overloaded; the move was not started or was abandoned, and the next run resumes from where the instance is", { cause: e });
+      }
+      if (code === "ECONNREFUSED" || code === "ENOENT" || code === "ECONNRESET" || code === "EHOSTUNREACH" || code === "UND_ERR_SOCKET") {
+        return new UnreachableError(`${method} ${path}: cannot reach ${this.remote.addr} (${code})`, this.ctx(), undefined, { cause: e });
+      }
+      if (typeof code === "string" && /CERT|SELF_SIGNED|UNABLE_TO/.test(code)) {
+        return new CertificateMismatchError(
+          `the server's certificate is not the pinned one (${code})`,
+          this.ctx(),
+          `If the server was reinstalled on purpose, re-trust it: "lxc remote remove ${this.remote.name}" then "lxc remote add ${this.remote.name} ${this.remote.addr}"`,
+          { cause: e },
+        );
+      }
+    }
+    return new UnreachableError(`${method} ${path}: ${(e as Error)?.message ?? String(e)}`, this.ctx(), undefined, { cause: e });
+  }
+
+  /** `GET /1.0`, cached per remote for the life of the client. */
+  server(): Promise<Server> {
+    if (!this.shared.server) {
+      this.shared.server = this.get("", ServerSchema).catch((e) => {
+        this.shared.server = undefined;
+        throw e;
+      });
+    }
+    return this.shared.server;
+  }
+
+  async hasExtension(name: string): Promise<boolean> {
+    return (await this.server()).api_extensions.includes(name);
+  }
+
+  /** Check extensions before anything is sent (as LXD's Go client does). */
+  async requireExtensions(names: string[], side: string): Promise<void> {
+    const s = await this.server();
+    if (s.auth && s.auth !== "trusted") {
+      throw new NotTrustedError(
+        `the ${side} server does not trust this client`,
+        this.ctx(),
+        `Trust the client certificate on ${this.remote.name} ("lxc config trust add"), then run again`,
+      );
+    }
+    for (const n of names) {
+      if (!s.api_extensions.includes(n)) {
+        throw new MissingExtensionError(`the ${side} server is missing the required "${n}" API extension`, this.ctx());
+      }
+    }
+  }
+
+  /** Wait for an operation to finish; throws LxdApiError with the operation's `err` on failure. */
+  async wait(op: Operation | string, timeoutMs = 600_000): Promise<Operation> {
+    const id = typeof op === "string" ? op : op.id;
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new TimeoutError(`operation did not finish within ${Math.round(timeoutMs / 1000)}s`, this.ctx({ operation: id }));
+      }
+      const slice = Math.max(1, Math.min(30, Math.floor(left / 1000)));
+      let cur: Operation;
+      try {
+        cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + 15_000, noTarget: true }, OperationSchema)).value;
+      } catch (e) {
+        if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) {
+          throw new LxdApiError(`operation vanished before its result was read`, this.ctx({ operation: id }));
+        }
+        throw e;
+      }
+      if (cur.status_code >= 400) throw new LxdApiError(cur.err || cur.status, this.ctx({ operation: id }));
+      if (cur.status_code === 200) return cur;
+    }
+  }
+
+  /** Cancel an operation if LXD allows it; errors are swallowed (best effort during cleanup). */
+  async cancel(opId: string): Promise<void> {
+    await this.withTimeout(5_000)
+      .call("DELETE", `/operations/${opId}`, { noTarget: true })
+      .catch(() => undefined);
+  }
+
+  /** Open an operation websocket (relay). Resolves once open. */
+  websocket(opId: string, secret: string, timeoutMs = 10_000): Promise<WebSocket> {
+    const qs = new URLSearchParams({ secret });
+    if (this.scope.project && this.scope.project !== "default") qs.set("project", this.scope.project);
+    const url = `${this.transport.wsBase}/1.0/operations/${opId}/websocket?${qs}`;
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { ...this.transport.wsOptions, handshakeTimeout: timeoutMs });
+      ws.binaryType = "nodebuffer";
+      ws.once("open", () => resolve(ws));
+      ws.once("error", (e) => reject(this.transportError(e, "WS", `/operations/${opId}/websocket`, timeoutMs)));
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.transport.close().catch(() => undefined);
+  }
+}
+
+/** Opens one client per remote and closes them all; the unit of work for one provider call. */
+export class ClientPool {
+  private clients = new Map<string, LxdClient>();
+  constructor(private readonly resolve: (name: string) => Remote) {}
+  get(name: string): LxdClient {
+    let c = this.clients.get(name);
+    if (!c) {
+      c = LxdClient.open(this.resolve(name));
+      this.clients.set(name, c);
+    }
+    return c;
+  }
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
+    this.clients.clear();
+  }
+}

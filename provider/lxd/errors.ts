@@ -1,0 +1,94 @@
+/**
+ * One error family for everything the provider reports. Each class carries a stable `code`
+ * (what scripts and tests match on), the context it happened in, and where possible a
+ * remediation sentence. Identity survives two copies of this module being loaded (the dynamic
+ * provider host may load the package twice) through a `Symbol.for` marker, as undici does.
+ */
+const MARK = Symbol.for("lxd-placement.error");
+
+export interface ErrorContext {
+  remote?: string;
+  project?: string;
+  instance?: string;
+  operation?: string;
+  status?: number;
+  field?: string;
+  rule?: string;
+}
+
+export class PlacementError extends Error {
+  readonly code: string = "LXDP_ERROR";
+  readonly context: ErrorContext;
+  readonly remedy?: string;
+  readonly [MARK] = true;
+
+  constructor(message: string, context: ErrorContext = {}, remedy?: string, options?: { cause?: unknown }) {
+    super(PlacementError.compose(message, context, remedy), options);
+    this.name = new.target.name;
+    this.context = context;
+    this.remedy = remedy;
+  }
+
+  static is(e: unknown): e is PlacementError {
+    return typeof e === "object" && e !== null && (e as Record<symbol, unknown>)[MARK] === true;
+  }
+
+  private static compose(message: string, c: ErrorContext, remedy?: string): string {
+    const where = [
+      c.rule && `rule ${c.rule}`,
+      c.remote && `remote "${c.remote}"`,
+      c.project && `project "${c.project}"`,
+      c.instance && `instance "${c.instance}"`,
+      c.operation && `operation ${c.operation}`,
+    ].filter(Boolean);
+    let text = message;
+    if (where.length) text += ` (${where.join(", ")})`;
+    if (remedy) text += `. ${remedy}`;
+    return text;
+  }
+}
+
+/** LXD answered with an error envelope or a non-2xx status. */
+export class LxdApiError extends PlacementError {
+  readonly code = "LXDP_API";
+}
+/** The instance (or another named object) does not exist. */
+export class NotFoundError extends PlacementError {
+  readonly code = "LXDP_NOT_FOUND";
+}
+/** A server lacks an API extension a step needs; nothing was sent. */
+export class MissingExtensionError extends PlacementError {
+  readonly code = "LXDP_MISSING_EXTENSION";
+}
+/** The server could not be reached (refused, reset, DNS, socket missing). */
+export class UnreachableError extends PlacementError {
+  readonly code = "LXDP_UNREACHABLE";
+}
+/** A call or an operation did not finish within its deadline. */
+export class TimeoutError extends PlacementError {
+  readonly code = "LXDP_TIMEOUT";
+}
+/** The server presented a certificate other than the pinned one. */
+export class CertificateMismatchError extends PlacementError {
+  readonly code = "LXDP_CERT_MISMATCH";
+}
+/** The server does not trust the client certificate. */
+export class NotTrustedError extends PlacementError {
+  readonly code = "LXDP_NOT_TRUSTED";
+}
+/** The remote is not configured (lxc config.yml or stack config). */
+export class RemoteConfigError extends PlacementError {
+  readonly code = "LXDP_REMOTE_CONFIG";
+}
+/** An input is invalid or violates a rule; raised at check/preview before any change. */
+export class InputError extends PlacementError {
+  readonly code = "LXDP_INPUT";
+}
+/** A move was refused (prerequisites unmet); raised before anything changes. */
+export class PlanRefusedError extends PlacementError {
+  readonly code = "LXDP_PLAN_REFUSED";
+}
+/** A move failed part-way; the message says where the instance is now. */
+export class MoveFailedError extends PlacementError {
+  readonly code = "LXDP_MOVE_FAILED";
+}

@@ -1,0 +1,138 @@
+/** Instances API: read, create, state, rename, server-side moves, migration sources, delete. */
+import { z } from "zod";
+import type { LxdClient, Operation } from "./client";
+import { NotFoundError, PlacementError } from "./errors";
+
+export const InstanceSchema = z
+  .object({
+    name: z.string(),
+    type: z.string().default("container"),
+    status: z.string(),
+    status_code: z.number().optional(),
+    location: z.string().default(""),
+    project: z.string().default("default"),
+    architecture: z.string().default(""),
+    config: z.record(z.string(), z.string()).default({}),
+    expanded_config: z.record(z.string(), z.string()).default({}),
+    devices: z.record(z.string(), z.record(z.string(), z.string())).default({}),
+    expanded_devices: z.record(z.string(), z.record(z.string(), z.string())).default({}),
+    profiles: z.array(z.string()).default([]),
+    ephemeral: z.boolean().default(false),
+    stateful: z.boolean().default(false),
+    description: z.string().default(""),
+  })
+  .passthrough();
+export type Instance = z.infer<typeof InstanceSchema>;
+
+export function isRunning(i: Pick<Instance, "status">): boolean {
+  return i.status === "Running" || i.status === "Frozen";
+}
+
+/** The storage pool of the instance's root disk. */
+export function rootPool(i: Pick<Instance, "expanded_devices" | "devices">): string | undefined {
+  for (const devs of [i.devices, i.expanded_devices]) {
+    for (const d of Object.values(devs)) if (d.type === "disk" && d.path === "/" && d.pool) return d.pool;
+  }
+  return undefined;
+}
+
+export function rootDeviceName(i: Pick<Instance, "expanded_devices">): string {
+  for (const [n, d] of Object.entries(i.expanded_devices)) if (d.type === "disk" && d.path === "/") return n;
+  return "root";
+}
+
+export async function getInstance(c: LxdClient, name: string): Promise<{ instance: Instance; etag?: string } | undefined> {
+  try {
+    const r = await c.call("GET", `/instances/${encodeURIComponent(name)}`, { noTarget: true }, InstanceSchema);
+    return { instance: r.value, etag: r.etag };
+  } catch (e) {
+    if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return undefined;
+    throw e;
+  }
+}
+
+/** One request per (remote, project): every instance with its config, location and status. */
+export async function listInstances(c: LxdClient, opts: { allProjects?: boolean } = {}): Promise<Instance[]> {
+  const r = await c.call("GET", "/instances", { query: { recursion: "1", "all-projects": opts.allProjects ? "true" : undefined }, noTarget: true }, z.array(InstanceSchema));
+  return r.value;
+}
+
+export interface InstanceBody {
+  name: string;
+  type?: string;
+  architecture?: string;
+  config?: Record<string, string>;
+  devices?: Record<string, Record<string, string>>;
+  profiles?: string[];
+  ephemeral?: boolean;
+  description?: string;
+  source: Record<string, unknown>;
+}
+
+/** POST /1.0/instances (scope's project and target apply). Returns the operation, not waited. */
+export async function createInstance(c: LxdClient, body: InstanceBody): Promise<Operation> {
+  const r = await c.call("POST", "/instances", { body });
+  if (!r.operation) throw new PlacementError("create did not return an operation", c.ctx({ instance: body.name }));
+  return r.operation;
+}
+
+export async function setState(c: LxdClient, name: string, action: "start" | "stop" | "restart", opts: { force?: boolean; timeout?: number; stateful?: boolean; waitMs?: number } = {}): Promise<void> {
+  const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}/state`, {
+    body: { action, timeout: opts.timeout ?? 30, force: opts.force ?? false, stateful: opts.stateful ?? false },
+    noTarget: true,
+  });
+  if (r.operation) await c.wait(r.operation, opts.waitMs ?? 120_000);
+}
+
+/** Stop, tolerating an instance that is already stopped. Falls back to force after the grace period. */
+export async function stopInstance(c: LxdClient, name: string, graceSeconds = 20): Promise<void> {
+  const cur = await getInstance(c, name);
+  if (!cur || !isRunning(cur.instance)) return;
+  try {
+    await setState(c, name, "stop", { timeout: graceSeconds, waitMs: (graceSeconds + 30) * 1000 });
+  } catch (e) {
+    const again = await getInstance(c, name);
+    if (again && isRunning(again.instance)) await setState(c, name, "stop", { force: true });
+  }
+}
+
+export async function startInstance(c: LxdClient, name: string): Promise<void> {
+  const cur = await getInstance(c, name);
+  if (cur && isRunning(cur.instance)) return;
+  await setState(c, name, "start");
+}
+
+/** DELETE; a missing instance counts as deleted (delete is safe to repeat). */
+export async function deleteInstance(c: LxdClient, name: string): Promise<void> {
+  try {
+    const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`, { noTarget: true });
+    if (r.operation) await c.wait(r.operation, 120_000);
+  } catch (e) {
+    if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return;
+    throw e;
+  }
+}
+
+/** POST /1.0/instances/{name}: rename or server-side move (scope's target = cluster member). */
+export async function postInstance(c: LxdClient, name: string, body: Record<string, unknown>, waitMs = 600_000): Promise<Operation> {
+  const r = await c.call("POST", `/instances/${encodeURIComponent(name)}`, { body });
+  if (!r.operation) throw new PlacementError("instance POST did not return an operation", c.ctx({ instance: name }));
+  return c.wait(r.operation, waitMs);
+}
+
+/** Start a migration source (pull and relay) or push to a target; returns the un-waited operation. */
+export async function migrationSource(c: LxdClient, name: string, body: Record<string, unknown>): Promise<Operation> {
+  const r = await c.call("POST", `/instances/${encodeURIComponent(name)}`, { body, noTarget: true });
+  if (!r.operation) throw new PlacementError("migration source did not return an operation", c.ctx({ instance: name }));
+  return r.operation;
+}
+
+export async function patchInstance(c: LxdClient, name: string, body: Record<string, unknown>, etag?: string): Promise<void> {
+  const r = await c.call("PATCH", `/instances/${encodeURIComponent(name)}`, { body, etag, noTarget: true });
+  if (r.operation) await c.wait(r.operation, 60_000);
+}
+
+export async function putInstance(c: LxdClient, name: string, body: Record<string, unknown>, etag?: string): Promise<void> {
+  const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}`, { body, etag, noTarget: true });
+  if (r.operation) await c.wait(r.operation, 60_000);
+}

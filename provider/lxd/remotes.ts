@@ -1,0 +1,109 @@
+/**
+ * Remotes come from the very file a user's `lxc` reads: `$LXD_CONF/config.yml` (default
+ * `~/.config/lxc`), with the client certificate beside it and each server's pinned certificate in
+ * `servercerts/<remote>.crt`. Nothing here is captured in Pulumi state: the provider reads it at
+ * call time, so keys never land in the serialized program (see docs/trust.md).
+ */
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { RemoteConfigError } from "./errors";
+
+export interface Remote {
+  name: string;
+  /** `https://host:port` or `unix://` (local socket). */
+  addr: string;
+  /** Unix socket path for local remotes. */
+  socketPath?: string;
+  /** PEM of the pinned server certificate (https remotes). */
+  serverCert?: string;
+  clientCert?: string;
+  clientKey?: string;
+}
+
+export interface RemoteSet {
+  confDir: string;
+  defaultRemote: string;
+  names: string[];
+  get(name: string): Remote;
+}
+
+const ConfigYaml = z.object({
+  "default-remote": z.string().optional(),
+  remotes: z
+    .record(
+      z.string(),
+      z.object({ addr: z.string(), protocol: z.string().optional(), public: z.boolean().optional() }).passthrough(),
+    )
+    .optional(),
+});
+
+export function confDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.LXD_CONF || path.join(os.homedir(), ".config", "lxc");
+}
+
+function readIf(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, "utf8");
+  } catch {
+    return undefined;
+  }
+}
+
+function localSocket(env: NodeJS.ProcessEnv): string {
+  if (env.LXD_SOCKET) return env.LXD_SOCKET;
+  if (env.LXD_DIR) return path.join(env.LXD_DIR, "unix.socket");
+  for (const p of ["/var/lib/lxd/unix.socket", "/var/snap/lxd/common/lxd/unix.socket"]) if (fs.existsSync(p)) return p;
+  return "/var/lib/lxd/unix.socket";
+}
+
+/** Load remotes from `$LXD_CONF/config.yml`. A missing file means only the local socket exists. */
+export function loadRemotes(env: NodeJS.ProcessEnv = process.env): RemoteSet {
+  const dir = confDir(env);
+  const file = path.join(dir, "config.yml");
+  const text = readIf(file);
+  let parsed: z.infer<typeof ConfigYaml> = {};
+  if (text !== undefined) {
+    const r = ConfigYaml.safeParse(parseYaml(text) ?? {});
+    if (!r.success) throw new RemoteConfigError(`cannot read ${file}: ${r.error.issues[0]?.message}`);
+    parsed = r.data;
+  }
+  const entries: Record<string, { addr: string }> = { local: { addr: "unix://" }, ...(parsed.remotes ?? {}) };
+  const clientCert = readIf(path.join(dir, "client.crt"));
+  const clientKey = readIf(path.join(dir, "client.key"));
+  const names = Object.keys(entries).filter((n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n));
+  const defaultRemote = parsed["default-remote"] ?? "local";
+  return {
+    confDir: dir,
+    defaultRemote,
+    names,
+    get(name: string): Remote {
+      const e = entries[name];
+      if (!e || !names.includes(name)) {
+        throw new RemoteConfigError(
+          `unknown remote "${name}"`,
+          { remote: name, field: "remote" },
+          `Known remotes in ${file}: ${names.join(", ")}. Add it with "lxc remote add ${name} https://HOST:8443"`,
+        );
+      }
+      if (e.addr.startsWith("unix:")) {
+        const p = e.addr.replace(/^unix:\/\//, "");
+        return { name, addr: e.addr, socketPath: p || localSocket(env) };
+      }
+      const serverCert = readIf(path.join(dir, "servercerts", `${name}.crt`));
+      if (!serverCert) {
+        throw new RemoteConfigError(
+          `no pinned certificate for remote "${name}" (${path.join(dir, "servercerts", `${name}.crt`)})`,
+          { remote: name },
+          `Re-add the remote with "lxc remote add ${name} ${e.addr}" to pin its certificate`,
+        );
+      }
+      if (!clientCert || !clientKey) {
+        throw new RemoteConfigError(`no client certificate in ${dir} (client.crt, client.key)`, { remote: name });
+      }
+      return { name, addr: e.addr.replace(/\/+$/, ""), serverCert, clientCert, clientKey };
+    },
+  };
+}

@@ -1,0 +1,227 @@
+/**
+ * Copying an instance to another place: between servers in pull, push or relay mode (R5), or
+ * inside one server (another member or project). The copy is one step of a move: the executor
+ * deletes the source only after the copy is complete and verified (P5).
+ */
+import WebSocket from "ws";
+import type { LxdClient, Operation } from "./lxd/client";
+import { LxdApiError, PlacementError } from "./lxd/errors";
+import { createInstance, migrationSource, type Instance } from "./lxd/instances";
+
+export interface CopySpec {
+  /** Instance at the source as read before the copy. */
+  source: Instance;
+  /** Name at the target. */
+  name: string;
+  config: Record<string, string>;
+  devices: Record<string, Record<string, string>>;
+  profiles: string[];
+  live: boolean;
+  /** Refresh an existing copy (only the delta moves; `container_incremental_copy`). */
+  refresh: boolean;
+  timeoutMs: number;
+  onProgress?: (text: string) => void;
+}
+
+/** Secrets of a migration operation, taken from the creating response (later metadata mixes in progress keys). */
+function secretsOf(op: Operation): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(op.metadata ?? {})) {
+    // Newer LXD adds a non-secret `entity_url` key to push-mode metadata.
+    if (typeof v === "string" && k !== "entity_url") out[k] = v;
+  }
+  if (!out.control) throw new LxdApiError(`migration operation has no "control" secret`, { operation: op.id });
+  return out;
+}
+
+async function operationUrl(c: LxdClient, opId: string): Promise<{ url: string; certificate: string }> {
+  const s = await c.server();
+  const cert = s.environment.certificate;
+  const host = c.remote.addr.replace(/^https:\/\//, "");
+  const addrs = s.environment.addresses ?? [];
+  if (!addrs.length) {
+    throw new PlacementError("the server isn't listening on the network", c.ctx(), `Set core.https_address on ${c.remote.name}: pull and push need the servers to reach each other (R5)`);
+  }
+  const addr = addrs.includes(host) ? host : addrs[0];
+  if (!cert) throw new PlacementError("the server did not return its certificate", c.ctx());
+  return { url: `https://${addr}/1.0/operations/${opId}`, certificate: cert };
+}
+
+function body(spec: CopySpec, source: Record<string, unknown>) {
+  const s = spec.source;
+  return {
+    name: spec.name,
+    type: s.type,
+    architecture: s.architecture,
+    config: spec.config,
+    devices: spec.devices,
+    profiles: spec.profiles,
+    ephemeral: s.ephemeral,
+    description: s.description,
+    stateful: false,
+    source: {
+      ...source,
+      "base-image": s.config["volatile.base_image"] ?? "",
+      live: spec.live,
+      instance_only: false,
+      refresh: spec.refresh,
+      allow_inconsistent: false,
+    },
+  };
+}
+
+/** Wait on both sides; on failure cancel the other side so no half-open operation lingers. */
+async function waitBoth(src: LxdClient, srcOp: Operation | undefined, dst: LxdClient, dstOp: Operation | undefined, timeoutMs: number) {
+  const w = async (c: LxdClient, op: Operation | undefined, other: () => Promise<void>) => {
+    if (!op) return;
+    try {
+      await c.wait(op, timeoutMs);
+    } catch (e) {
+      await other();
+      throw e;
+    }
+  };
+  const results = await Promise.allSettled([
+    w(dst, dstOp, async () => (srcOp ? src.cancel(srcOp.id) : undefined)),
+    w(src, srcOp, async () => (dstOp ? dst.cancel(dstOp.id) : undefined)),
+  ]);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+export async function copyPull(src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: false });
+  let dstOp: Operation | undefined;
+  try {
+    const { url, certificate } = await operationUrl(src, srcOp.id);
+    dstOp = await createInstance(dst, body(spec, { type: "migration", mode: "pull", operation: url, certificate, secrets: secretsOf(srcOp) }));
+  } catch (e) {
+    await src.cancel(srcOp.id);
+    throw e;
+  }
+  await waitBoth(src, srcOp, dst, dstOp, spec.timeoutMs);
+}
+
+export async function copyPush(src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  const dstOp = await createInstance(dst, body(spec, { type: "migration", mode: "push" }));
+  let srcOp: Operation | undefined;
+  try {
+    const { url, certificate } = await operationUrl(dst, dstOp.id);
+    srcOp = await migrationSource(src, spec.source.name, {
+      migration: true,
+      live: spec.live,
+      instance_only: false,
+      allow_inconsistent: false,
+      target: { certificate, operation: url, secrets: secretsOf(dstOp) },
+    });
+  } catch (e) {
+    await dst.cancel(dstOp.id);
+    throw e;
+  }
+  await waitBoth(src, srcOp, dst, dstOp, spec.timeoutMs);
+}
+
+/**
+ * Proxy one websocket pair, interpreting nothing: every frame keeps its binary/text type (a
+ * zero-length text frame ends a stream). Frames that arrive before the other side is open are
+ * held, not dropped. When either side closes or fails, both close.
+ */
+export function proxy(a: WebSocket, b: WebSocket, stats?: { bytes: number }): Promise<void> {
+  return new Promise((resolve) => {
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      for (const s of [a, b]) {
+        if (s.readyState === WebSocket.OPEN) s.close();
+        else if (s.readyState === WebSocket.CONNECTING) s.terminate();
+      }
+      resolve();
+    };
+    const pipe = (from: WebSocket, to: WebSocket) => {
+      from.on("message", (data: Buffer, isBinary: boolean) => {
+        if (stats) stats.bytes += data.length;
+        if (to.readyState !== WebSocket.OPEN) return finish();
+        to.send(data, { binary: isBinary }, (err) => err && finish());
+        // Back-pressure: stop reading while the other side has a backlog.
+        if (to.bufferedAmount > 8 * 1024 * 1024) {
+          from.pause();
+          const resume = () => (to.bufferedAmount < 1024 * 1024 || to.readyState !== WebSocket.OPEN ? from.resume() : setTimeout(resume, 5));
+          setTimeout(resume, 5);
+        }
+      });
+      from.once("close", finish);
+      from.once("error", finish);
+    };
+    pipe(a, b);
+    pipe(b, a);
+  });
+}
+
+/** Connect a websocket and hold its frames until the caller starts proxying. */
+async function connectHeld(c: LxdClient, opId: string, secret: string): Promise<{ ws: WebSocket; release: (to: WebSocket) => void }> {
+  const ws = await c.websocket(opId, secret);
+  const held: [Buffer, boolean][] = [];
+  const hold = (d: Buffer, bin: boolean) => held.push([d, bin]);
+  ws.on("message", hold);
+  return {
+    ws,
+    release: (to) => {
+      ws.off("message", hold);
+      for (const [d, bin] of held) to.send(d, { binary: bin });
+    },
+  };
+}
+
+export async function copyRelay(src: LxdClient, dst: LxdClient, spec: CopySpec, stats?: { bytes: number }): Promise<void> {
+  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: false });
+  let dstOp: Operation | undefined;
+  const sockets: WebSocket[] = [];
+  try {
+    const srcSecrets = secretsOf(srcOp);
+    dstOp = await createInstance(dst, body(spec, { type: "migration", mode: "push" }));
+    const dstSecrets = secretsOf(dstOp);
+    for (const k of Object.keys(dstSecrets)) {
+      if (!(k in srcSecrets)) throw new LxdApiError(`relay: the target expects a "${k}" channel the source does not offer`, dst.ctx());
+    }
+    const order = ["control", ...Object.keys(dstSecrets).filter((k) => k !== "control")];
+    const pipes: Promise<void>[] = [];
+    for (const ch of order) {
+      const s = await connectHeld(src, srcOp.id, srcSecrets[ch]);
+      sockets.push(s.ws);
+      const t = await connectHeld(dst, dstOp.id, dstSecrets[ch]);
+      sockets.push(t.ws);
+      const p = proxy(s.ws, t.ws, stats);
+      s.release(t.ws);
+      t.release(s.ws);
+      pipes.push(p);
+    }
+    await waitBoth(src, srcOp, dst, dstOp, spec.timeoutMs);
+    await Promise.race([Promise.all(pipes), new Promise((r) => setTimeout(r, 5_000))]);
+  } catch (e) {
+    await src.cancel(srcOp.id);
+    if (dstOp) await dst.cancel(dstOp.id);
+    throw e;
+  } finally {
+    for (const s of sockets) if (s.readyState === WebSocket.OPEN || s.readyState === WebSocket.CONNECTING) s.terminate();
+  }
+}
+
+/** Copy inside one server (another cluster member or project): `source.type = "copy"`. */
+export async function copyLocal(src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  const op = await createInstance(dst, body(spec, { type: "copy", source: spec.source.name, project: spec.source.project }));
+  await dst.wait(op, spec.timeoutMs);
+}
+
+export function copy(mode: "pull" | "push" | "relay" | "local", src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  switch (mode) {
+    case "push":
+      return copyPush(src, dst, spec);
+    case "relay":
+      return copyRelay(src, dst, spec);
+    case "local":
+      return copyLocal(src, dst, spec);
+    default:
+      return copyPull(src, dst, spec);
+  }
+}
