@@ -158,40 +158,42 @@ umount_under() {
 
 # Kill whatever lxd (and its containers) listens on our addresses but is not ours:
 # CI clones run where a killed session's daemons, from another path, may linger.
+# They are of no use to anyone once we take their ports, so no graceful shutdown.
 evict_foreign() {
-  local line laddr pid dir ours d
-  declare -A wanted=()
-  for d in "${DAEMONS[@]}"; do wanted[${ADDR[$d]}]=$d; done
+  local line laddr port host pid dir d hit comm
+  local -a kill_pids=() dirs=()
   while read -r line; do
     laddr=$(awk '{print $4}' <<<"$line")
-    local port=${laddr##*:} host=${laddr%:*}
+    port=${laddr##*:} host=${laddr%:*}
     host=${host#[}; host=${host%]}
-    # Also wildcard listeners: they make our bind fail.
-    local hit=""
+    hit=""
     for d in "${DAEMONS[@]}"; do
-      if [[ ${ADDR[$d]} == "$host:$port" || ( ${ADDR[$d]##*:} == "$port" && ( $host == 0.0.0.0 || $host == '*' || $host == :: ) ) ]]; then
+      # Wildcard listeners on our ports make our bind fail too.
+      if [[ ${ADDR[$d]} == "$host:$port" ]] ||
+        [[ ${ADDR[$d]##*:} == "$port" && ( $host == 0.0.0.0 || $host == '*' || $host == :: ) ]]; then
         hit=$d; break
       fi
     done
     [[ -n $hit ]] || continue
     for pid in $(grep -o 'pid=[0-9]*' <<<"$line" | cut -d= -f2 | sort -u); do
-      ours=no
-      for d in "${DAEMONS[@]}"; do
-        [[ $(daemon_pid "$d") == "$pid" ]] && daemon_alive "$d" && ours=yes
-      done
-      [[ $ours == yes ]] && continue
-      local comm; comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo '?')
+      [[ $(daemon_pid "$hit") == "$pid" ]] && daemon_alive "$hit" && continue
+      comm=$(cat "/proc/$pid/comm" 2>/dev/null || echo '?')
       if [[ $comm != lxd ]]; then
         die "$laddr (needed by $hit) is held by pid $pid ($comm), not an lxd: not killing it"
       fi
       dir=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^LXD_DIR=//p')
       dir=${dir:-/var/lib/lxd}
       log "evicting foreign lxd pid $pid (LXD_DIR=$dir) listening on $laddr"
-      # shellcheck disable=SC2046
-      kill_wait 5 $(procs_of_dir "$dir") "$pid"
-      umount_under "$dir"
+      kill_pids+=("$pid")
+      # shellcheck disable=SC2207
+      kill_pids+=($(procs_of_dir "$dir"))
+      dirs+=("$dir")
     done
   done < <(ss -Hltnp 2>/dev/null | grep -E ':(8443|8444) ' || true)
+  ((${#kill_pids[@]})) || return 0
+  kill -KILL "${kill_pids[@]}" 2>/dev/null || true
+  kill_wait 2 "${kill_pids[@]}"
+  for dir in "${dirs[@]}"; do umount_under "$dir"; done
 }
 
 # A sandbox of another checkout (a CI clone, an older session) whose daemons were
@@ -234,8 +236,9 @@ start_daemon() {
   fi
   # setsid + closed fds: the daemon must outlive this script and must not hold
   # the caller's pipes or our lock.
-  LXD_DIR=$dir setsid lxd --group root --debug --logfile "$dir/lxd.log" \
-    </dev/null >>"$dir/lxd.out" 2>&1 9>&- &
+  # cd /: the daemon must not keep the caller's directory busy.
+  (cd / && LXD_DIR=$dir exec setsid lxd --group root --debug --logfile "$dir/lxd.log" \
+    </dev/null >>"$dir/lxd.out" 2>&1 9>&-) &
   echo $! >"$dir/lxd.pid"
 }
 
@@ -333,17 +336,18 @@ presented_fp() {
 # $2: "cluster" for the cluster (pools need per-member creation first).
 configure_server() {
   local d=$1 kind=${2:-}
-  local p m fp
+  local p m fp pools aliases
 
+  pools=$(lx "$d" storage list -f csv)
   for p in default fast; do
-    if ! lx "$d" storage show "$p" >/dev/null 2>&1; then
+    if ! grep -q "^$p," <<<"$pools"; then
       if [[ $kind == cluster ]]; then
         for m in "${MEMBERS[@]}"; do
           lx "$d" storage create "$p" dir --target "$m" >/dev/null 2>&1 || true
         done
       fi
       lx "$d" storage create "$p" dir >/dev/null
-    elif [[ $kind == cluster ]] && lx "$d" storage list -f csv | grep -q "^$p,.*PENDING"; then
+    elif [[ $kind == cluster ]] && grep -q "^$p,.*PENDING" <<<"$pools"; then
       # An interrupted earlier `up`: finish the pool.
       for m in "${MEMBERS[@]}"; do
         lx "$d" storage create "$p" dir --target "$m" >/dev/null 2>&1 || true
@@ -371,7 +375,8 @@ PROFILE
     lx "$d" project create staging -c features.images=false -c features.profiles=false >/dev/null
   fi
 
-  if ! lx "$d" image alias list -f csv | grep -q '^busybox,'; then
+  aliases=$(lx "$d" image alias list -f csv)
+  if ! grep -q '^busybox,' <<<"$aliases"; then
     lx "$d" image import "$IMAGE_TARBALL" --alias busybox >/dev/null
   fi
 
@@ -546,10 +551,13 @@ cmd_up() {
 
   # Fast path: everything was set up by this checkout and still runs.
   if [[ -f $STAMP ]] && all_alive && [[ -d /sys/class/net/$BRIDGE ]]; then
-    local ok=yes
+    local ok=yes p
+    local -a probes=()
     for d in "${DAEMONS[@]}"; do
-      LXD_DIR="$SANDBOX/$d" timeout 5 lxd waitready --timeout 3 </dev/null 2>/dev/null || { ok=no; break; }
+      LXD_DIR="$SANDBOX/$d" timeout 5 lxd waitready --timeout 3 </dev/null 2>/dev/null 9>&- &
+      probes+=($!)
     done
+    for p in "${probes[@]}"; do wait "$p" || ok=no; done
     if [[ $ok == yes ]] && wait_online; then
       ip link set "$BRIDGE" up
       write_client_config
@@ -565,6 +573,22 @@ cmd_up() {
   ensure_image_tarball
   ensure_client_cert
   debug "host side ready"
+
+  # A daemon that runs but does not answer (hung, stopped) is restarted too.
+  declare -A probe=()
+  for d in "${DAEMONS[@]}"; do
+    if daemon_alive "$d"; then
+      LXD_DIR="$SANDBOX/$d" timeout 7 lxd waitready --timeout 5 </dev/null >/dev/null 2>&1 9>&- &
+      probe[$d]=$!
+    fi
+  done
+  for d in "${!probe[@]}"; do
+    if ! wait "${probe[$d]}"; then
+      log "$d (pid $(daemon_pid "$d")) does not answer; killing it"
+      kill -KILL "$(daemon_pid "$d")" 2>/dev/null || true
+      sleep 0.2
+    fi
+  done
 
   # Start what is not running, all at once; then wait for all.
   local -a started=()
