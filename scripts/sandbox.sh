@@ -221,6 +221,30 @@ sweep_stale() {
   done
 }
 
+# Leftovers of instances whose daemon was killed before it could clean up: veth
+# pairs with both ends back in the host namespace (LXD names them veth + 8 hex
+# digits; the container end has LXD's 00:16:3e MAC) and empty lxc cgroups.
+# A veth whose peer is in another namespace belongs to a live container: kept.
+sweep_instance_leftovers() {
+  local line name peer c
+  while read -r line; do
+    name=$(awk -F': ' '{print $2}' <<<"$line")
+    peer=${name#*@}; name=${name%@*}
+    [[ $name =~ ^veth[0-9a-f]{8}$ && $peer =~ ^veth[0-9a-f]{8}$ ]] || continue
+    [[ -e /sys/class/net/$name ]] || continue   # deleted with its peer just now
+    if [[ $line == *" master $BRIDGE "* || $line == *"link/ether 00:16:3e:"* ]] ||
+      ip -o link show "$peer" 2>/dev/null | grep -qE " master $BRIDGE |link/ether 00:16:3e:"; then
+      log "deleting leftover veth pair $name/$peer"
+      ip link del "$name" 2>/dev/null || true
+    fi
+  done < <(ip -o link show type veth 2>/dev/null || true)
+  # rmdir only removes a cgroup with no process and no child: safe to try.
+  for c in /sys/fs/cgroup/*/lxc.payload.* /sys/fs/cgroup/*/lxc.monitor.* \
+    /sys/fs/cgroup/lxc.payload.* /sys/fs/cgroup/lxc.monitor.*; do
+    [[ -d $c ]] && rmdir "$c" 2>/dev/null || true
+  done
+}
+
 start_daemon() {
   local d=$1 dir=$SANDBOX/$1 old
   mkdir -p "$dir"
@@ -569,6 +593,11 @@ cmd_up() {
   debug "slow path"
   evict_foreign
   sweep_stale
+  # Only with no daemon of ours alive: a live one may be starting an instance,
+  # whose fresh veth pair is in the host namespace for a moment.
+  local alive_any=no
+  for d in "${DAEMONS[@]}"; do daemon_alive "$d" && alive_any=yes; done
+  [[ $alive_any == yes ]] || sweep_instance_leftovers
   ensure_bridge
   ensure_image_tarball
   ensure_client_cert
@@ -704,8 +733,16 @@ cmd_down() {
     kill_wait 3 "${rest[@]}"
   fi
   umount_under "$SANDBOX"
+  sweep_instance_leftovers
   if [[ -e /sys/class/net/$BRIDGE ]]; then
-    ip link del "$BRIDGE" 2>/dev/null || log "could not delete bridge $BRIDGE"
+    local ports
+    ports=$(ls "/sys/class/net/$BRIDGE/brif" 2>/dev/null | tr '\n' ' ')
+    if [[ -n $ports ]]; then
+      # Not ours (ours are all stopped): another checkout's live instances.
+      log "keeping bridge $BRIDGE: still in use by $ports"
+    else
+      ip link del "$BRIDGE" 2>/dev/null || log "could not delete bridge $BRIDGE"
+    fi
   fi
   for d in "${DAEMONS[@]}"; do
     rm -rf --one-file-system "${SANDBOX:?}/$d"
