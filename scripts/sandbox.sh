@@ -570,6 +570,8 @@ cmd_up() {
   local t0 d
   t0=$(now)
   command -v lxd >/dev/null && command -v lxc >/dev/null || die "lxd/lxc missing: run scripts/install-packages.sh"
+  # LXD's sockets ($LXD_DIR/unix.socket, devlxd/sock) must fit in sun_path (107 bytes).
+  ((${#SANDBOX} + 15 <= 107)) || die "checkout path too long for LXD's unix sockets: $SANDBOX"
   take_lock
   ensure_admin_conf
 
