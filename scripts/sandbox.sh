@@ -144,6 +144,7 @@ procs_of_dir() {
     grep -lzxF "LXD_DIR=$dir" /proc/[0-9]*/environ 2>/dev/null
   } | cut -d/ -f3 | sort -un | grep -vx "$$" || true))
   ((${#found[@]})) || return 0
+  # shellcheck disable=SC2046 # a list of pids: splitting is wanted
   echo "${found[@]}" $(descendants "${found[@]}")
 }
 
@@ -569,7 +570,9 @@ all_alive() {
 cmd_up() {
   local t0 d
   t0=$(now)
-  command -v lxd >/dev/null && command -v lxc >/dev/null || die "lxd/lxc missing: run scripts/install-packages.sh"
+  if ! command -v lxd >/dev/null || ! command -v lxc >/dev/null; then
+    die "lxd/lxc missing: run scripts/install-packages.sh"
+  fi
   # LXD's sockets ($LXD_DIR/unix.socket, devlxd/sock) must fit in sun_path (107 bytes).
   ((${#SANDBOX} + 15 <= 107)) || die "checkout path too long for LXD's unix sockets: $SANDBOX"
   take_lock
@@ -738,7 +741,7 @@ cmd_down() {
   sweep_instance_leftovers
   if [[ -e /sys/class/net/$BRIDGE ]]; then
     local ports
-    ports=$(ls "/sys/class/net/$BRIDGE/brif" 2>/dev/null | tr '\n' ' ')
+    ports=$(find "/sys/class/net/$BRIDGE/brif" -mindepth 1 -printf '%f ' 2>/dev/null || true)
     if [[ -n $ports ]]; then
       # Not ours (ours are all stopped): another checkout's live instances.
       log "keeping bridge $BRIDGE: still in use by $ports"
@@ -761,7 +764,11 @@ cmd_status() {
     if daemon_alive "$d"; then state=running; else state=stopped; all=1; fi
     printf '%-3s %-16s %-8s %s\n' "$d" "${ADDR[$d]}" "$state" "${pid:--}"
   done
-  [[ -d /sys/class/net/$BRIDGE ]] && echo "bridge $BRIDGE present" || { echo "bridge $BRIDGE absent"; all=1; }
+  if [[ -d /sys/class/net/$BRIDGE ]]; then
+    echo "bridge $BRIDGE present"
+  else
+    echo "bridge $BRIDGE absent"; all=1
+  fi
   return "$all"
 }
 
