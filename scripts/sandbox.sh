@@ -19,7 +19,10 @@
 # The client side is an lxc config directory, .sandbox/lxc (use it with
 # LXD_CONF=.sandbox/lxc or `. scripts/env.sh`), with remotes s1, s2 and cluster, a
 # client certificate trusted on every server and the servers' certificates pinned.
-set -euo pipefail
+set -Eeuo pipefail
+# set -e alone exits without a word; say where. (Only where -e is on: command
+# substitutions run without it, and a failure there is handled by the caller.)
+trap '[[ $- != *e* ]] || echo "sandbox: error: line $LINENO: \"$BASH_COMMAND\" failed ($?)" >&2' ERR
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 SANDBOX="$ROOT/.sandbox"
@@ -93,7 +96,7 @@ is_our_lxd() {
   [[ $pid =~ ^[0-9]+$ ]] || return 1
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   [[ -n $state && $state != Z && $state != X ]] || return 1
-  tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "LXD_DIR=$dir"
+  grep -qzxF "LXD_DIR=$dir" "/proc/$pid/environ" 2>/dev/null
 }
 
 daemon_alive() { is_our_lxd "$(daemon_pid "$1")" "$SANDBOX/$1"; }
@@ -234,7 +237,7 @@ sweep_instance_leftovers() {
     [[ $name =~ ^veth[0-9a-f]{8}$ && $peer =~ ^veth[0-9a-f]{8}$ ]] || continue
     [[ -e /sys/class/net/$name ]] || continue   # deleted with its peer just now
     if [[ $line == *" master $BRIDGE "* || $line == *"link/ether 00:16:3e:"* ]] ||
-      ip -o link show "$peer" 2>/dev/null | grep -qE " master $BRIDGE |link/ether 00:16:3e:"; then
+      [[ $(ip -o link show "$peer" 2>/dev/null) =~ " master $BRIDGE "|"link/ether 00:16:3e:" ]]; then
       log "deleting leftover veth pair $name/$peer"
       ip link del "$name" 2>/dev/null || true
     fi
@@ -250,7 +253,7 @@ start_daemon() {
   local d=$1 dir=$SANDBOX/$1 old
   mkdir -p "$dir"
   old=$(daemon_pid "$d")
-  if [[ -n $old ]] && [[ -e /proc/$old ]] && tr '\0' '\n' 2>/dev/null <"/proc/$old/environ" | grep -qxF "LXD_DIR=$dir"; then
+  if [[ -n $old ]] && grep -qzxF "LXD_DIR=$dir" "/proc/$old/environ" 2>/dev/null; then
     # Hung or zombie: make sure it is really gone before starting another.
     kill -KILL "$old" 2>/dev/null || true
   fi
@@ -320,7 +323,9 @@ INIT
   echo busybox >"$tmp/rootfs/etc/hostname"
   local arch version
   arch=$(uname -m)
-  version=$("$bb" 2>&1 | head -n1 | awk '{print $2}')
+  # awk reads to the end: `head` would close the pipe early, and busybox killed by
+  # SIGPIPE fails the whole pipeline under pipefail (seen, about 1 run in 5).
+  version=$("$bb" 2>&1 | awk 'NR == 1 { print $2 }')
   cat >"$tmp/metadata.yaml" <<META
 architecture: $arch
 creation_date: $(date +%s)
@@ -351,8 +356,9 @@ cert_fp() { openssl x509 -noout -fingerprint -sha256 -in "$1" | cut -d= -f2 | tr
 
 # Fingerprint of the certificate a server presents at host:port.
 presented_fp() {
-  timeout 10 openssl s_client -connect "$1" </dev/null 2>/dev/null |
-    openssl x509 -noout -fingerprint -sha256 2>/dev/null | cut -d= -f2 | tr -d : | tr A-F a-f
+  local pem
+  pem=$(timeout 10 openssl s_client -connect "$1" </dev/null 2>/dev/null || true)
+  openssl x509 -noout -fingerprint -sha256 2>/dev/null <<<"$pem" | cut -d= -f2 | tr -d : | tr A-F a-f || true
 }
 
 # ---------------------------------------------------------------- server side
@@ -439,7 +445,7 @@ PRESEED
 join_member() {
   local m=$1 token pools p
   is_clustered "$m" && return 0
-  if cluster_members | grep -qx "$m"; then
+  if grep -qx "$m" <<<"$(cluster_members)"; then
     # Known to the cluster but its own dir is not clustered: a half-done earlier join.
     log "removing stale cluster entry for $m"
     lx m1 cluster remove "$m" --force --yes >/dev/null
@@ -775,6 +781,6 @@ cmd_status() {
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
-  status) cmd_status ;;
+  status) rc=0; cmd_status || rc=$?; exit "$rc" ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
