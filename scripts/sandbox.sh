@@ -112,6 +112,26 @@ descendants() {
   echo "${out[@]:-}"
 }
 
+# A process in a frozen cgroup (a paused instance: `lxc pause`) takes no signal,
+# not even SIGKILL, until thawed; it would hold its netns and veth forever.
+thaw_pids() {
+  local p cg ctrl path f
+  for p in "$@"; do
+    cg=$(cat "/proc/$p/cgroup" 2>/dev/null) || continue
+    while IFS=: read -r _ ctrl path; do
+      [[ $path == / ]] && continue
+      if [[ $ctrl == *freezer* ]]; then
+        f=/sys/fs/cgroup/freezer$path/freezer.state
+        [[ -w $f && $(cat "$f" 2>/dev/null) != THAWED ]] && { echo THAWED >"$f"; } 2>/dev/null || true
+      elif [[ -z $ctrl ]]; then
+        for f in "/sys/fs/cgroup/unified$path/cgroup.freeze" "/sys/fs/cgroup$path/cgroup.freeze"; do
+          [[ -w $f && $(cat "$f" 2>/dev/null) == 1 ]] && { echo 0 >"$f"; } 2>/dev/null || true
+        done
+      fi
+    done <<<"$cg"
+  done
+}
+
 # SIGTERM, wait up to $1 s, then SIGKILL the rest.
 kill_wait() {
   local bound=$1; shift
@@ -120,6 +140,7 @@ kill_wait() {
   for p in "$@"; do [[ $p =~ ^[0-9]+$ ]] && pids+=("$p"); done
   ((${#pids[@]})) || return 0
   kill -TERM "${pids[@]}" 2>/dev/null || true
+  thaw_pids "${pids[@]}"
   for ((i = 0; i < bound * 10; i++)); do
     left=()
     for p in "${pids[@]}"; do alive_pid "$p" && left+=("$p"); done
@@ -387,20 +408,26 @@ configure_server() {
     fi
   done
 
-  # The whole default profile at once: idempotent and one round-trip.
-  lx_stdin "$d" profile edit default >/dev/null <<PROFILE
-description: lxd-placement sandbox default profile
-config: {}
-devices:
-  root:
-    type: disk
-    path: /
-    pool: default
+  # The default profile's devices, as `lxc profile show` prints them. Edit only
+  # when they differ: an edit is pushed to every instance using the profile and
+  # fails if one of them is broken (say, left half-moved by a killed test).
+  local devices
+  devices="devices:
   eth0:
-    type: nic
     nictype: bridged
     parent: $BRIDGE
+    type: nic
+  root:
+    path: /
+    pool: default
+    type: disk"
+  if [[ $(lx "$d" profile show default) != *"$devices"* ]]; then
+    lx_stdin "$d" profile edit default >/dev/null <<PROFILE
+description: lxd-placement sandbox default profile
+config: {}
+$devices
 PROFILE
+  fi
 
   if ! lx "$d" project show staging >/dev/null 2>&1; then
     lx "$d" project create staging -c features.images=false -c features.profiles=false >/dev/null
@@ -646,6 +673,7 @@ cmd_up() {
   ((fail == 0)) || die "daemons did not become ready (logs in $SANDBOX/*/lxd.log)"
   debug "daemons ready"
 
+  rm -f "$STAMP"   # until everything below has succeeded again
   # Configure the three servers side by side: each step is a round-trip and the
   # cluster's are slow (every write goes through raft).
   local -a jobs=()
