@@ -99,8 +99,13 @@ export class LxdClient {
     private readonly shared: { server?: Promise<Server> } = {},
   ) {}
 
+  /**
+   * Per-request deadline: `LXD_PLACEMENT_REQUEST_TIMEOUT_MS` (default 30 s). Operations (copies)
+   * have their own, longer deadline: the instance's `migration.timeoutSeconds`.
+   */
   static open(remote: Remote, opts: { timeoutMs?: number } = {}): LxdClient {
-    return new LxdClient(remote, openTransport(remote), {}, opts.timeoutMs ?? 30_000);
+    const env = Number(process.env.LXD_PLACEMENT_REQUEST_TIMEOUT_MS);
+    return new LxdClient(remote, openTransport(remote), {}, opts.timeoutMs ?? (env > 0 ? env : 30_000));
   }
 
   get name(): string {
