@@ -262,7 +262,7 @@ export class LxdClient {
       const slice = Math.max(1, Math.min(30, Math.floor(left / 1000)));
       let cur: Operation;
       try {
-        cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + 15_000, noTarget: true }, OperationSchema)).value;
+        cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs), noTarget: true }, OperationSchema)).value;
       } catch (e) {
         if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) {
           throw new LxdApiError(`operation vanished before its result was read`, this.ctx({ operation: id }));
