@@ -22,6 +22,7 @@ import {
   stopInstance,
   type Instance,
 } from "./lxd/instances";
+import { acquireGroupMove, acquireUnavailable } from "./limiter";
 import type { Placement, Plan } from "./planner";
 import { copy } from "./transfer";
 
@@ -100,8 +101,42 @@ export interface MoveContext {
   log: Logger;
 }
 
+/** The server a placement is on, for per-server limits: the remote, or "remote@member". */
+const server = (p: Placement) => (p.member ? `${p.remote}@${p.member}` : p.remote);
+
+/**
+ * The group's downtime slot (migration.group + maxUnavailable): taken just before a running
+ * instance stops, released as soon as it runs again. Returns the release function (a no-op
+ * without a group limit) and how long the wait took.
+ */
+async function downtimeSlot(ctx: MoveContext): Promise<{ release: () => void; waitedMs: number }> {
+  const m = ctx.desired.migration;
+  if (!m.group || !m.maxUnavailable) return { release: () => undefined, waitedMs: 0 };
+  const t = Date.now();
+  const release = await acquireUnavailable(m.group, m.maxUnavailable);
+  const waitedMs = Date.now() - t;
+  if (waitedMs > 200) ctx.log(`waited ${secs(waitedMs)}s for a downtime slot of group "${m.group}" (maxUnavailable ${m.maxUnavailable})`);
+  return { release, waitedMs };
+}
+
 /** Run one move. Returns what happened; throws MoveFailedError saying where the instance is. */
 export async function executeMove(ctx: MoveContext): Promise<MoveRecord> {
+  const { plan } = ctx;
+  const m = ctx.desired.migration;
+  let releaseGroup = () => undefined as void;
+  if (m.group && (m.maxConcurrentMoves || m.maxConcurrentMovesPerServer)) {
+    const tw = Date.now();
+    releaseGroup = await acquireGroupMove(m.group, [server(plan.from), server(plan.to)], { maxMoves: m.maxConcurrentMoves, maxMovesPerServer: m.maxConcurrentMovesPerServer });
+    if (Date.now() - tw > 200) ctx.log(`waited ${secs(Date.now() - tw)}s for a move slot of group "${m.group}"`);
+  }
+  try {
+    return await executeMoveNow(ctx);
+  } finally {
+    releaseGroup();
+  }
+}
+
+async function executeMoveNow(ctx: MoveContext): Promise<MoveRecord> {
   const { plan } = ctx;
   const t0 = Date.now();
   ctx.log(`moving: ${at(plan.from)} -> ${at(plan.to)} (${plan.strategy}${plan.route.kind === "copy" && !plan.route.sameServer ? `, ${plan.route.mode}` : ""})`);
@@ -133,8 +168,10 @@ async function serverSide(ctx: MoveContext): Promise<{ downtimeMs: number; round
   const live = plan.strategy === "live";
   let stoppedAt: number | undefined;
   let failed: unknown;
+  let down = { release: () => undefined as void, waitedMs: 0 };
   try {
     if (wasRunning && !live) {
+      down = await downtimeSlot(ctx);
       stoppedAt = Date.now();
       ctx.log(`stopping ${name} (${plan.strategy})`);
       await stopInstance(c(), name);
@@ -160,6 +197,7 @@ async function serverSide(ctx: MoveContext): Promise<{ downtimeMs: number; round
   if (stoppedAt !== undefined && d.running) {
     await startInstance(c().withTimeout(60_000), name).catch((e) => ctx.log(`could not restart ${name}: ${(e as Error).message}`));
   }
+  down.release();
   if (failed) {
     throw new MoveFailedError(
       `move failed: ${(failed as Error).message}. The instance is at ${found.remote}:${project}/${name}${stoppedAt !== undefined && d.running ? " and was started again" : ""}; the next run continues from there`,
@@ -213,9 +251,11 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
   const wasRunning = isRunning(found.instance);
   const live = plan.strategy === "live";
   let stoppedAt: number | undefined;
+  let down = { release: () => undefined as void, waitedMs: 0 };
   try {
     await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: moveId } });
     if (wasRunning && !live) {
+      down = await downtimeSlot(ctx);
       stoppedAt = Date.now();
       ctx.log(`stopping ${found.instance.name}`);
       await stopInstance(src, found.instance.name);
@@ -237,6 +277,7 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
     if (stoppedAt !== undefined) await startInstance(src.withTimeout(60_000), found.instance.name).catch(() => undefined);
+    down.release();
     const state = live && wasRunning ? "still running (R15)" : wasRunning ? "running again" : "stopped, as before";
     throw new MoveFailedError(
       `move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${state}${notes ? `; ${notes}` : ""} (P5)`,
@@ -251,6 +292,7 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
     // P4: a running instance runs again at the target (after a live move it already does).
     if (wasRunning && d.running) await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
   } catch (e) {
+    down.release();
     throw new MoveFailedError(
       `the instance was copied to ${at(plan.to)} and is the instance now, but finishing failed: ${(e as Error).message}. The next run finishes the move (P5)`,
       { remote: plan.to.remote, project: plan.to.project, instance: plan.to.name },
@@ -258,7 +300,9 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
       { cause: e },
     );
   }
-  return { downtimeMs: stoppedAt !== undefined ? Date.now() - stoppedAt : 0 };
+  const downtimeMs = stoppedAt !== undefined ? Date.now() - stoppedAt : 0;
+  down.release();
+  return { downtimeMs };
 }
 
 /**
@@ -276,6 +320,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
   const timeoutMs = d.migration.timeoutSeconds * 1000;
   let stoppedAt: number | undefined;
   let rounds = 0;
+  let down = { release: () => undefined as void, waitedMs: 0 };
   try {
     await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: moveId } });
     const spec = (source: Instance, refresh: boolean) => ({
@@ -300,6 +345,14 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       if (i > 0 && (took < 2_000 || took >= last * 0.8)) break;
       last = took;
     }
+    down = await downtimeSlot(ctx);
+    if (down.waitedMs > 2_000) {
+      // The source kept running while this move waited its turn: copy that delta first, so the
+      // cutover stays short.
+      ctx.log(`pre-copy round ${rounds + 1} (delta of the wait)`);
+      await copy(mode, src, tgt, spec((await getInstance(src, found.instance.name))?.instance ?? found.instance, true));
+      rounds++;
+    }
     stoppedAt = Date.now();
     ctx.log(`cutover: stopping ${found.instance.name} for the final delta`);
     await stopInstance(src, found.instance.name, 10);
@@ -309,6 +362,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
     if (stoppedAt !== undefined) await startInstance(src.withTimeout(60_000), found.instance.name).catch(() => undefined);
+    down.release();
     throw new MoveFailedError(
       `near-live move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${stoppedAt !== undefined ? "started again" : "running"}${notes ? `; ${notes}` : ""} (P5)`,
       { remote: found.remote, project: found.instance.project, instance: found.instance.name },
@@ -326,6 +380,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
     }
   } catch (e) {
+    down.release();
     throw new MoveFailedError(
       `near-live move committed to ${at(plan.to)} but finishing failed: ${(e as Error).message}. The next run finishes it (P5)`,
       { remote: plan.to.remote, project: plan.to.project, instance: plan.to.name },
@@ -334,6 +389,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
     );
   }
   const downtimeMs = Date.now() - stoppedAt;
+  down.release();
   if (name === plan.to.name) await deleteInstance(src, found.instance.name).catch((e) => ctx.log(`old copy not deleted yet (${(e as Error).message}); the next run deletes it`));
   return { downtimeMs, rounds };
 }

@@ -19,6 +19,12 @@ export const MigrationSchema = z
     allowRestart: z.boolean().default(true),
     timeoutSeconds: z.number().int().min(10).max(86_400).default(900),
     preCopyRounds: z.number().int().min(0).max(10).default(2),
+    // Set by InstanceGroup (sdk/group.ts) on each of its instances: limits shared by the moves of
+    // one group in one provider process (provider/limiter.ts).
+    group: z.string().min(1).max(200).optional(),
+    maxUnavailable: z.number().int().min(1).max(1000).optional(),
+    maxConcurrentMoves: z.number().int().min(1).max(1000).optional(),
+    maxConcurrentMovesPerServer: z.number().int().min(1).max(1000).optional(),
   })
   .strict();
 export type Migration = z.infer<typeof MigrationSchema>;
@@ -80,6 +86,11 @@ export function parseInputs(raw: Record<string, unknown>): { value?: InstanceInp
     if (!d.type) failures.push({ property: `devices.${n}.type`, reason: "every device needs a type (disk, nic, ...)" });
     if (d.type === "disk" && d.path === "/" && d.pool && v.storagePool && d.pool !== v.storagePool) {
       failures.push({ property: `devices.${n}.pool`, reason: `contradicts storagePool "${v.storagePool}": set the root pool with storagePool only (R6)` });
+    }
+  }
+  for (const k of ["maxUnavailable", "maxConcurrentMoves", "maxConcurrentMovesPerServer"] as const) {
+    if (v.migration[k] !== undefined && !v.migration.group) {
+      failures.push({ property: `migration.${k}`, reason: `is a limit shared by the moves of a group: set migration.group too (InstanceGroup sets both)` });
     }
   }
   if (v.migration.strategy === "near-live" && v.type === "virtual-machine") {

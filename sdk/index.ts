@@ -28,6 +28,14 @@ export interface MigrationArgs {
   timeoutSeconds?: pulumi.Input<number>;
   /** Near-live: at most this many extra pre-copy rounds while the delta shrinks (default 2). */
   preCopyRounds?: pulumi.Input<number>;
+  /** Group whose moves share the limits below (set by {@link InstanceGroup}). Example: `"web"`. */
+  group?: pulumi.Input<string>;
+  /** At most this many instances of the group down at once: a move holds a slot only for its downtime. Needs `group`. */
+  maxUnavailable?: pulumi.Input<number>;
+  /** At most this many moves of the group at once (on top of the process-wide limits). Needs `group`. */
+  maxConcurrentMoves?: pulumi.Input<number>;
+  /** At most this many moves of the group touching one server (a remote, or a cluster member) at once. Needs `group`. */
+  maxConcurrentMovesPerServer?: pulumi.Input<number>;
 }
 
 /** Inputs of an {@link Instance}. */
