@@ -189,9 +189,9 @@ export function plan(input: PlanInput): Plan {
   const nearLive = nearLiveBlockers(f, source, target);
   // Renaming a running instance is refused by LXD: it is a short stop and start (R2, R3).
   const restartRule = f.type === "virtual-machine" ? "R3" : "R2";
-  const sms = (why: string): Plan => {
+  const sms = (why: string, rule = live[0]?.rule ?? "P3"): Plan => {
     if (!m.allowRestart) {
-      return refuse("migration.allowRestart", `${why}; moving it needs a restart (stop-move-start) and migration.allowRestart is false. Set allowRestart: true, or stop the instance first`, live[0]?.rule ?? "P3");
+      return refuse("migration.allowRestart", `${why}; moving it needs a restart (stop-move-start) and migration.allowRestart is false. Set allowRestart: true, or stop the instance first`, rule);
     }
     return move(baseRoute, "stop-move-start", `${why}: stop, move, start again (${restartRule}, P4)`, true);
   };
@@ -202,7 +202,8 @@ export function plan(input: PlanInput): Plan {
     return move(copyRoute(!crossServer), "near-live", `${why}: pre-copy while running, stop for the final delta only, start at the target (near-live, P4)`, true);
   };
 
-  if (onlyRename) return sms(`LXD renames only stopped instances`);
+  // A rename is no live move: live-migration blockers (R11/R12) are not why it is refused (P3).
+  if (onlyRename) return sms(`LXD renames only stopped instances`, "P3");
 
   switch (m.strategy) {
     case "stop-move-start":
