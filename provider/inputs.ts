@@ -72,7 +72,13 @@ export function parseInputs(raw: Record<string, unknown>): { value?: InstanceInp
     return {
       failures: r.error.issues.map((i) => ({
         property: i.path.map(String).join(".") || (i.code === "unrecognized_keys" ? (i as { keys?: string[] }).keys?.join(",") ?? "" : ""),
-        reason: i.code === "unrecognized_keys" ? `unknown input ${(i as { keys?: string[] }).keys?.map((k) => `"${k}"`).join(", ")}` : i.message,
+        reason:
+          i.code === "unrecognized_keys"
+            ? `unknown input ${(i as { keys?: string[] }).keys?.map((k) => `"${k}"`).join(", ")}`
+            : // A bad record key (config, devices): zod says only "Invalid key in record"; say why.
+              i.code === "invalid_key"
+              ? ((i as { issues?: { message: string }[] }).issues ?? []).map((x) => x.message).join("; ") || i.message
+              : i.message,
       })),
     };
   }
