@@ -141,15 +141,24 @@ export async function diff(id: string, olds: Record<string, unknown>, news: Reco
   return { changes: true, replaces: [], deleteBeforeReplace: false };
 }
 
+/** Drop undefined values: the engine's struct encoding rejects them ("Unexpected struct type"). */
+function compact<T>(v: T): T {
+  if (Array.isArray(v)) return v.map(compact) as T;
+  if (v && typeof v === "object") {
+    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, compact(x)])) as T;
+  }
+  return v;
+}
+
 function outputs(d: Desired, id: string, f: Found, prev?: Partial<InstanceOutputs>, move?: MoveRecord): InstanceOutputs {
-  return {
+  return compact({
     ...d,
     instanceId: id,
     location: f.instance.location && f.instance.location !== "none" ? f.instance.location : "",
     status: f.instance.status,
     ...(move ?? prev?.lastMove ? { lastMove: move ?? prev!.lastMove } : {}),
     moves: (prev?.moves ?? 0) + (move ? 1 : 0),
-  };
+  });
 }
 
 async function refetch(e: Estate, f: Found): Promise<Found> {
@@ -213,7 +222,7 @@ export async function read(id: string, props: Record<string, unknown>): Promise<
   const pool = rootPool(i);
   return {
     id,
-    props: {
+    props: compact({
       ...props,
       remote: found.remote,
       project: i.project,
@@ -223,7 +232,7 @@ export async function read(id: string, props: Record<string, unknown>): Promise<
       running: props.running === undefined ? isRunning(i) : isRunning(i) === props.running ? props.running : isRunning(i),
       location,
       status: i.status,
-    },
+    }),
   };
 }
 

@@ -1,0 +1,160 @@
+/**
+ * Instance moves through the real engine against the real sandbox: what a user sees after
+ * `pulumi up`: where the instance is, whether its data survived, whether it runs.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { TestStack } from "../helpers/engine";
+import { config, deleteAll, exec, findByName, lxc, sha, shaStopped } from "../helpers/sandbox";
+// The built SDK, as a user's program loads it.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Instance } = require("../../bin/sdk") as typeof import("../../sdk");
+
+type Spec = Record<string, unknown>;
+
+function programFor(spec: { current: Spec }) {
+  return async () => {
+    const i = new Instance("web", spec.current as never);
+    return {
+      remote: i.remote,
+      location: i.location,
+      status: i.status,
+      lastMove: i.lastMove,
+      instanceId: i.instanceId,
+    };
+  };
+}
+
+const NAME = "e2e-web";
+const spec = { current: {} as Spec };
+let stack: TestStack;
+let data: string;
+let mac: string;
+
+beforeAll(async () => {
+  await deleteAll((s) => s.name.startsWith(NAME));
+  spec.current = { name: NAME, image: "busybox", remote: "s1" };
+  stack = await TestStack.create({ projectName: "instance-move", program: programFor(spec) });
+});
+afterAll(async () => {
+  await stack?.remove();
+  await deleteAll((s) => s.name.startsWith(NAME));
+});
+
+async function only(): Promise<{ remote: string; project: string; name: string; status: string; location: string }> {
+  const seen = await findByName(NAME);
+  const mine = seen.filter((s) => s.name.startsWith(NAME));
+  expect(mine.map((s) => `${s.remote}:${s.project}/${s.name}`)).toHaveLength(1);
+  return mine[0];
+}
+
+describe("Instance placement through pulumi up", () => {
+  it("creates the instance where declared, running, with the ownership marker", async () => {
+    const r = await stack.up();
+    expect(r.outputs.remote).toBe("s1");
+    expect(r.outputs.status).toBe("Running");
+    const at = await only();
+    expect(at).toMatchObject({ remote: "s1", project: "default", status: "Running" });
+    expect(await config("s1", "default", NAME, "user.lxd-placement.id")).toBe(r.outputs.instanceId);
+    data = await (async () => {
+      await exec("s1", "default", NAME, "dd if=/dev/urandom of=/root/data bs=1M count=8 2>/dev/null; sync");
+      return sha("s1", "default", NAME, "/root/data");
+    })();
+    mac = await config("s1", "default", NAME, "volatile.eth0.hwaddr");
+    expect(mac).toMatch(/^00:16:3e/);
+  });
+
+  it("P1/P2: preview of a new remote is an update (never a replace) and prints the move plan", async () => {
+    spec.current = { ...spec.current, remote: "s2" };
+    const p = await stack.preview();
+    expect(p.ops.web).toBe("update");
+    expect(p.summary.replace ?? 0).toBe(0);
+    expect(`${p.stdout}\n${p.stderr ?? ""}`).toMatch(/plan: move s1:default\/e2e-web .*-> s2:default\/e2e-web; cross-server pull; strategy near-live/);
+    // Preview changed nothing.
+    expect(await only()).toMatchObject({ remote: "s1", status: "Running" });
+  });
+
+  it("R1/R5/P4: up moves it s1 -> s2 (pull, near-live): one copy, data and MAC intact, running again", async () => {
+    const r = await stack.up();
+    expect(r.ops.web).toBe("update");
+    expect(await only()).toMatchObject({ remote: "s2", project: "default", status: "Running" });
+    expect(await sha("s2", "default", NAME, "/root/data")).toBe(data);
+    expect(await config("s2", "default", NAME, "volatile.eth0.hwaddr")).toBe(mac);
+    const move = r.outputs.lastMove as { strategy: string; mode: string; downtimeSeconds: number; kind: string };
+    expect(move).toMatchObject({ kind: "cross-server", strategy: "near-live", mode: "pull" });
+    expect(move.downtimeSeconds).toBeGreaterThan(0);
+  });
+
+  it("R5: push mode to the cluster, onto a named member (R4)", async () => {
+    spec.current = { ...spec.current, remote: "cluster", target: "m1", migration: { mode: "push" } };
+    const r = await stack.up();
+    expect(r.outputs.location).toBe("m1");
+    expect(await only()).toMatchObject({ remote: "cluster", location: "m1", status: "Running" });
+    expect(await sha("cluster", "default", NAME, "/root/data")).toBe(data);
+    expect(r.outputs.lastMove).toMatchObject({ mode: "push" });
+  });
+
+  it("R4: a member change moves it inside the cluster, near-live, same name", async () => {
+    spec.current = { ...spec.current, target: "m3" };
+    const r = await stack.up();
+    expect(await only()).toMatchObject({ remote: "cluster", name: NAME, location: "m3", status: "Running" });
+    expect(await sha("cluster", "default", NAME, "/root/data")).toBe(data);
+    expect(r.outputs.lastMove).toMatchObject({ kind: "copy-within-server", strategy: "near-live" });
+  });
+
+  it("R6: project and storage pool move together, with a config change applied at the target", async () => {
+    spec.current = { ...spec.current, project: "staging", storagePool: "fast", config: { "user.role": "web" } };
+    await stack.up();
+    const at = await only();
+    expect(at).toMatchObject({ remote: "cluster", project: "staging", status: "Running" });
+    expect(await config("cluster", "staging", NAME, "user.role")).toBe("web");
+    const root = await lxc(["config", "device", "get", `cluster:${NAME}`, "root", "pool", "--project", "staging"]);
+    expect(root.trim()).toBe("fast");
+    expect(await sha("cluster", "staging", NAME, "/root/data")).toBe(data);
+  });
+
+  it("P4: a stopped instance relays back to s1 and stays stopped; then a rename (R1)", async () => {
+    spec.current = { name: NAME, image: "busybox", remote: "s1", running: false, migration: { mode: "relay" } };
+    let r = await stack.up();
+    expect(await only()).toMatchObject({ remote: "s1", project: "default", status: "Stopped" });
+    expect(r.outputs.lastMove).toMatchObject({ strategy: "cold", mode: "relay" });
+    expect(await shaStopped("s1", "default", NAME, "/root/data")).toBe(data);
+    spec.current = { ...spec.current, name: `${NAME}-b`, running: true };
+    r = await stack.up();
+    expect(await only()).toMatchObject({ remote: "s1", name: `${NAME}-b`, status: "Running" });
+    expect(await sha("s1", "default", `${NAME}-b`, "/root/data")).toBe(data);
+  });
+
+  it("P6: a move made outside the program shows up as drift and the next up moves it back", async () => {
+    await lxc(["stop", `s1:${NAME}-b`], { timeoutMs: 60_000 });
+    await lxc(["move", `s1:${NAME}-b`, `s2:${NAME}-b`], { timeoutMs: 120_000 });
+    await lxc(["start", `s2:${NAME}-b`], { timeoutMs: 60_000 });
+    const refreshed = await stack.refresh();
+    expect(refreshed.ops.web ?? "update").not.toBe("delete");
+    const p = await stack.preview();
+    expect(p.ops.web).toBe("update");
+    expect(`${p.stdout}\n${p.stderr ?? ""}`).toMatch(/plan: move s2:default\/e2e-web-b.* -> s1:default\/e2e-web-b/);
+    await stack.up();
+    expect(await only()).toMatchObject({ remote: "s1", name: `${NAME}-b`, status: "Running" });
+  });
+
+  it("P3/R12: a live move of a container with a network device is refused at preview when restarts are not allowed", async () => {
+    spec.current = { ...spec.current, remote: "s2", migration: { strategy: "live", allowRestart: false } };
+    await expect(stack.preview()).rejects.toThrow(/migration\.strategy: live migration impossible: .*network device.*R12/s);
+    expect(await only()).toMatchObject({ remote: "s1", status: "Running" });
+  });
+
+  it("changing the type is the one replace", async () => {
+    spec.current = { ...spec.current, remote: "s1", migration: {}, type: "virtual-machine" };
+    const p = await stack.preview();
+    expect(p.ops.web).toBe("replace");
+  });
+
+  it("destroy removes the instance everywhere", async () => {
+    spec.current = { name: `${NAME}-b`, image: "busybox", remote: "s1" };
+    await stack.destroy();
+    expect((await findByName(NAME)).filter((s) => s.name.startsWith(NAME))).toHaveLength(0);
+  });
+});
+
+// Keep the import used: the inline program runs in this process with this copy of @pulumi/pulumi.
+void pulumi;
