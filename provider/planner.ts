@@ -183,6 +183,9 @@ export function plan(input: PlanInput): Plan {
   if (!f.running) {
     return move(baseRoute, "cold", `the ${noun} is stopped: it moves as it is and stays stopped (P4)`, false);
   }
+  if (!d.running) {
+    return move(baseRoute, "cold", `the ${noun} is declared stopped: it is stopped first, then moves as it is (P4)`, false);
+  }
 
   const m = d.migration;
   const live = liveBlockers(f, source, target);

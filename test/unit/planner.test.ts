@@ -42,6 +42,11 @@ describe("planner", () => {
     expect(p).toMatchObject({ kind: "move", strategy: "cold", restart: false });
   });
 
+  it("P4: a running instance declared stopped is stopped first and moved cold", () => {
+    const p = run(facts(), desired({ remote: "s2", running: false }));
+    expect(p).toMatchObject({ kind: "move", strategy: "cold", restart: false });
+  });
+
   it("R5: the transfer mode is the one declared", () => {
     for (const mode of ["pull", "push", "relay"]) {
       const p = run(facts({ running: false }), desired({ remote: "s2", migration: { mode } }));
