@@ -4,7 +4,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { TestStack } from "../helpers/engine";
-import { config, deleteAll, exec, findByName, lxc, sha, shaStopped } from "../helpers/sandbox";
+import { config, deleteAll, exec, findEverywhere, lxc, sha, shaStopped } from "../helpers/sandbox";
 // The built SDK, as a user's program loads it.
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Instance } = require("../../bin/sdk") as typeof import("../../sdk");
@@ -41,8 +41,8 @@ afterAll(async () => {
 });
 
 async function only(): Promise<{ remote: string; project: string; name: string; status: string; location: string }> {
-  const seen = await findByName(NAME);
-  const mine = seen.filter((s) => s.name.startsWith(NAME));
+  // Every instance whose name starts with NAME, anywhere: the instance, renamed or not, and any leftover copy.
+  const mine = await findEverywhere((s) => s.name.startsWith(NAME));
   expect(mine.map((s) => `${s.remote}:${s.project}/${s.name}`)).toHaveLength(1);
   return mine[0];
 }
@@ -152,7 +152,7 @@ describe("Instance placement through pulumi up", () => {
   it("destroy removes the instance everywhere", async () => {
     spec.current = { name: `${NAME}-b`, image: "busybox", remote: "s1" };
     await stack.destroy();
-    expect((await findByName(NAME)).filter((s) => s.name.startsWith(NAME))).toHaveLength(0);
+    expect(await findEverywhere((s) => s.name.startsWith(NAME))).toHaveLength(0);
   });
 });
 
