@@ -138,3 +138,6 @@ export class Instance extends pulumi.dynamic.Resource {
     );
   }
 }
+
+// Placement policies over a set of instances (docs/policies.md).
+export * from "./group";
