@@ -106,8 +106,8 @@ const server = (p: Placement) => (p.member ? `${p.remote}@${p.member}` : p.remot
 
 /**
  * The group's downtime slot (migration.group + maxUnavailable): taken just before a running
- * instance stops, released as soon as it runs again. Returns the release function (a no-op
- * without a group limit) and how long the wait took.
+ * instance stops (or is frozen by a transfer), released as soon as it runs again. Returns the
+ * release function (a no-op without a group limit) and how long the wait took.
  */
 async function downtimeSlot(ctx: MoveContext): Promise<{ release: () => void; waitedMs: number }> {
   const m = ctx.desired.migration;
@@ -338,9 +338,17 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       const t = Date.now();
       const cur = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
       ctx.log(i === 0 ? `pre-copy to ${at(plan.to)} while ${found.instance.name} keeps running` : `pre-copy round ${i + 1} (delta only)`);
-      await copy(mode, src, tgt, spec(cur, i > 0));
+      // LXD freezes a running container for the whole of a non-live transfer (seen on 5.0.2 with
+      // dir pools, for copies between members and for migrations alike): a pre-copy round is
+      // time the container does not serve, so it holds a downtime slot of the group too.
+      const frozen = await downtimeSlot(ctx);
+      try {
+        await copy(mode, src, tgt, spec(cur, i > 0));
+      } finally {
+        frozen.release();
+      }
       rounds++;
-      const took = Date.now() - t;
+      const took = Date.now() - t - frozen.waitedMs;
       // Adaptive: stop repeating once a round is short or no longer shrinking.
       if (i > 0 && (took < 2_000 || took >= last * 0.8)) break;
       last = took;
