@@ -36,6 +36,8 @@ export interface MoveRecord {
   /** Seconds the instance was not running (0 when it was not running before). */
   downtimeSeconds: number;
   preCopyRounds?: number;
+  /** Set when a live move was refused by LXD and this move ran instead (R15, strategy auto). */
+  fallbackFrom?: string;
   at: string;
 }
 

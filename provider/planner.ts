@@ -47,7 +47,17 @@ export type Route =
 export type Plan =
   | { kind: "noop" }
   | { kind: "refuse"; field: string; rule?: string; reason: string }
-  | { kind: "move"; from: Placement; to: Placement; route: Route; strategy: Strategy; why: string; restart: boolean };
+  | {
+      kind: "move";
+      from: Placement;
+      to: Placement;
+      route: Route;
+      strategy: Strategy;
+      why: string;
+      restart: boolean;
+      /** With `auto`: if LXD refuses the live move (R15: nothing lost), run this plan instead. */
+      fallback?: Extract<Plan, { kind: "move" }>;
+    };
 
 export interface PlanInput {
   facts: Facts;
@@ -224,6 +234,13 @@ export function plan(input: PlanInput): Plan {
     default:
       if (!live.length && (f.type === "virtual-machine" || !m.allowRestart)) {
         return move(baseRoute, "live", `live migration possible (R7): the ${noun} keeps running`, false);
+      }
+      if (!live.length && f.type === "container") {
+        // A basic container (R12) on servers offering CRIU (R11): try live; CRIU often fails in
+        // practice, and then (R15: nothing lost) the move runs again with a restart.
+        const fb = nl("live migration was refused by LXD");
+        const p = move(baseRoute, "live", `live migration looks possible (R7, R11, R12): trying it; if LXD refuses, nothing is lost (R15) and the move restarts the container instead`, false);
+        return fb.kind === "move" && p.kind === "move" ? { ...p, fallback: fb } : p;
       }
       if (f.type === "container") {
         const why = live.length ? `live migration impossible: ${live[0].reason} (${live[0].rule})` : "container live migration is unreliable (R12)";

@@ -250,7 +250,19 @@ export async function update(id: string, olds: Record<string, unknown>, news: Re
     lg(`plan: ${describe(p)}`);
     const release = await acquire([p.from.remote, p.to.remote]);
     try {
-      move = await executeMove({ estate: e, id, desired: d, plan: p, found: f, log: lg });
+      try {
+        move = await executeMove({ estate: e, id, desired: d, plan: p, found: f, log: lg });
+      } catch (err) {
+        if (!p.fallback) throw err;
+        // R15: LXD refused the live move and the instance is intact at the source; say so and
+        // move it with a restart instead (strategy "auto" only).
+        lg(`live migration failed (${(err as Error).message.split(". Nothing was lost")[0]}); falling back to ${p.fallback.strategy} (R15)`);
+        e.forget();
+        const back = await locate(e, id, p.from, lg);
+        if (!back) throw err;
+        move = await executeMove({ estate: e, id, desired: d, plan: p.fallback, found: back, log: lg });
+        move.fallbackFrom = "live";
+      }
     } finally {
       release();
     }

@@ -118,6 +118,11 @@ describe("planner", () => {
     expect(p).toMatchObject({ kind: "move", strategy: "live", restart: false });
   });
 
+  it("R15: auto tries live for a basic container and keeps a restart plan to fall back on", () => {
+    const p = run(facts({ devices: { root: { type: "disk", path: "/", pool: "default" } } }), desired({ remote: "s2" }));
+    expect(p).toMatchObject({ kind: "move", strategy: "live", fallback: { strategy: "near-live" } });
+  });
+
   it("R11: live is refused when a server offers no stateful migration", () => {
     const noCriu = standalone("s2", { extensions: EXT.filter((e) => e !== "migration_stateful") });
     const p = run(facts({ devices: {} }), desired({ remote: "s2", migration: { strategy: "live", allowRestart: false } }), undefined, noCriu);
