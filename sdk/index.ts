@@ -84,6 +84,8 @@ export interface MoveRecord {
   downtimeSeconds: number;
   /** Near-live pre-copy rounds performed. */
   preCopyRounds?: number;
+  /** `live` when LXD refused a live move (nothing lost, R15) and this move ran instead (strategy `auto`). */
+  fallbackFrom?: string;
   /** When the move finished (ISO 8601). */
   at: string;
 }
