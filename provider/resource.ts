@@ -256,7 +256,8 @@ export async function update(id: string, olds: Record<string, unknown>, news: Re
         if (!p.fallback) throw err;
         // R15: LXD refused the live move and the instance is intact at the source; say so and
         // move it with a restart instead (strategy "auto" only).
-        lg(`live migration failed (${(err as Error).message.split(". Nothing was lost")[0]}); falling back to ${p.fallback.strategy} (R15)`);
+        const why = (err as Error).message.split(". Nothing was lost")[0].replace(/\s+/g, " ").slice(0, 300);
+        lg(`live migration failed (${why}); falling back to ${p.fallback.strategy} (R15)`);
         e.forget();
         const back = await locate(e, id, p.from, lg);
         if (!back) throw err;

@@ -6,7 +6,8 @@
 import WebSocket from "ws";
 import type { LxdClient, Operation } from "./lxd/client";
 import { LxdApiError, PlacementError } from "./lxd/errors";
-import { createInstance, migrationSource, type Instance } from "./lxd/instances";
+import { createInstance, getInstance, migrationSource, type Instance } from "./lxd/instances";
+import { listPools } from "./lxd/resources";
 
 export interface CopySpec {
   /** Instance at the source as read before the copy. */
@@ -213,7 +214,38 @@ export async function copyLocal(src: LxdClient, dst: LxdClient, spec: CopySpec):
   await dst.wait(op, spec.timeoutMs);
 }
 
-export function copy(mode: "pull" | "push" | "relay" | "local", src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+/**
+ * After a failed transfer LXD 5.0.2 removes the target's half-made storage volume a moment after
+ * the operation has already failed; a new copy started in between fails with "Cannot create
+ * volume, already exists on migration target storage". Wait (bounded) for such a leftover to go.
+ */
+export async function waitTargetClear(dst: LxdClient, name: string, type: string, waitMs = 20_000): Promise<void> {
+  const volType = type === "virtual-machine" ? "virtual-machine" : "container";
+  const pools = await listPools(dst);
+  const deadline = Date.now() + waitMs;
+  for (;;) {
+    const left: string[] = [];
+    for (const pool of pools) {
+      const got = await dst
+        .call("GET", `/storage-pools/${encodeURIComponent(pool)}/volumes/${volType}/${encodeURIComponent(name)}`, { noTarget: true })
+        .then(() => true)
+        .catch((e) => (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND" ? false : Promise.reject(e)));
+      if (got) left.push(pool);
+    }
+    if (!left.length) return;
+    if (Date.now() > deadline) {
+      throw new PlacementError(
+        `a storage volume named "${name}" is left on pool ${left.join(", ")} of the target, from an earlier failed transfer`,
+        dst.ctx({ instance: name }),
+        `Remove it ("lxc storage volume delete ${dst.remote.name}:${left[0]} ${volType}/${name}") and run again`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+export async function copy(mode: "pull" | "push" | "relay" | "local", src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  if (!spec.refresh && !(await getInstance(dst, spec.name))) await waitTargetClear(dst, spec.name, spec.source.type);
   switch (mode) {
     case "push":
       return copyPush(src, dst, spec);

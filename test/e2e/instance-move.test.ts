@@ -158,3 +158,42 @@ describe("Instance placement through pulumi up", () => {
 
 // Keep the import used: the inline program runs in this process with this copy of @pulumi/pulumi.
 void pulumi;
+
+describe("live migration refused by LXD (CRIU fails on this kernel)", () => {
+  const BASIC = "e2e-basic";
+  const basic = { current: {} as Spec };
+  let s: TestStack;
+  beforeAll(async () => {
+    await deleteAll((x) => x.name === BASIC);
+    // A very basic container (R12): no network device, so live migration is worth trying.
+    basic.current = { name: BASIC, image: "busybox", remote: "s1", profiles: [], devices: { root: { type: "disk", path: "/", pool: "default" } } };
+    s = await TestStack.create({ projectName: "live-refused", program: async () => {
+      const i = new Instance("basic", basic.current as never);
+      return { lastMove: i.lastMove };
+    } });
+    await s.up();
+    await exec("s1", "default", BASIC, "echo kept > /root/kept");
+  });
+  afterAll(async () => {
+    await s?.remove();
+    await deleteAll((x) => x.name === BASIC);
+  });
+
+  it("R11/R15: strategy live without restarts fails, and the instance is untouched at the source, running", async () => {
+    basic.current = { ...basic.current, remote: "s2", migration: { strategy: "live", allowRestart: false } };
+    await expect(s.up()).rejects.toThrow(/Nothing was lost: the instance is still at s1:default\/e2e-basic.*still running \(R15\)/s);
+    const seen = await findEverywhere((x) => x.name === BASIC);
+    expect(seen.map((x) => [x.remote, x.status])).toEqual([["s1", "Running"]]);
+    expect((await exec("s1", "default", BASIC, "cat /root/kept")).trim()).toBe("kept");
+  });
+
+  it("R15: strategy auto tries live, LXD refuses, and the move falls back to a restart and says so", async () => {
+    basic.current = { ...basic.current, remote: "s2", migration: { strategy: "auto" } };
+    const r = await s.up();
+    expect(`${r.stdout}\n${r.stderr ?? ""}`).toMatch(/live migration failed .*falling back to near-live \(R15\)/);
+    expect(r.outputs.lastMove).toMatchObject({ strategy: "near-live", fallbackFrom: "live" });
+    const seen = await findEverywhere((x) => x.name === BASIC);
+    expect(seen.map((x) => [x.remote, x.status])).toEqual([["s2", "Running"]]);
+    expect((await exec("s2", "default", BASIC, "cat /root/kept")).trim()).toBe("kept");
+  });
+});
