@@ -9,6 +9,7 @@ import { Estate } from "./estate";
 import { ensurePower, factsOf, findCopies, locate, settle, type Found } from "./facts";
 import { parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
+import { progress } from "./lxd/client";
 import { PlacementError, PlanRefusedError } from "./lxd/errors";
 import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance } from "./lxd/instances";
 import { resolveImage } from "./lxd/resources";
@@ -39,6 +40,9 @@ function estate(): Estate {
   if (!estateSingleton) estateSingleton = new Estate();
   return estateSingleton;
 }
+
+// Transfer progress from LXD's operations, printed while a move runs.
+progress.sink = (remote, text) => process.stdout.write(`lxd-placement: progress on ${remote}: ${text}\n`);
 
 export function log(name: string, text: string): void {
   // Dynamic providers have no engine log connection: stdout is shown as info (pulumi-notes.md).

@@ -86,6 +86,20 @@ export interface Response<T> {
   operation?: Operation;
 }
 
+/**
+ * Where transfer progress goes (`fs_progress` and similar keys of running operations). When set,
+ * operation waits poll in short slices so progress appears while a copy runs.
+ */
+export const progress: { sink?: (remote: string, text: string) => void } = {};
+
+function progressText(meta: Record<string, unknown> | null | undefined): string | undefined {
+  if (!meta) return undefined;
+  for (const [k, v] of Object.entries(meta)) {
+    if (typeof v === "string" && /progress/.test(k) && v) return v;
+  }
+  return undefined;
+}
+
 /** Counts of requests by method, for tests and benchmarks that prove what was (not) sent. */
 export const requestCounter = { byMethod: new Map<string, number>(), total: 0 };
 
@@ -254,12 +268,13 @@ export class LxdClient {
   async wait(op: Operation | string, timeoutMs = 600_000): Promise<Operation> {
     const id = typeof op === "string" ? op : op.id;
     const deadline = Date.now() + timeoutMs;
+    let lastProgress: string | undefined;
     for (;;) {
       const left = deadline - Date.now();
       if (left <= 0) {
         throw new TimeoutError(`operation did not finish within ${Math.round(timeoutMs / 1000)}s`, this.ctx({ operation: id }));
       }
-      const slice = Math.max(1, Math.min(30, Math.floor(left / 1000)));
+      const slice = Math.max(1, Math.min(progress.sink ? 3 : 30, Math.floor(left / 1000)));
       let cur: Operation;
       try {
         cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs), noTarget: true }, OperationSchema)).value;
@@ -271,6 +286,9 @@ export class LxdClient {
       }
       if (cur.status_code >= 400) throw new LxdApiError(cur.err || cur.status, this.ctx({ operation: id }));
       if (cur.status_code === 200) return cur;
+      const p = progressText(cur.metadata);
+      if (p && progress.sink && p !== lastProgress) progress.sink(this.remote.name, p);
+      lastProgress = p;
     }
   }
 
