@@ -39,7 +39,7 @@ export class Estate {
   private async loadCapabilities(remote: string): Promise<Capabilities> {
     const c = this.client(remote);
     const s = await c.server();
-    if (s.auth && s.auth !== "trusted") await c.requireExtensions([], "");
+    if (s.auth && s.auth !== "trusted") await c.requireExtensions([], remote);
     const clustered = !!s.environment.server_clustered;
     const [projects, pools, members, groups] = await Promise.all([
       listProjects(c),

@@ -46,6 +46,7 @@ export const InstanceInputsSchema = z
     project: z.string().min(1).default("default"),
     storagePool: z.string().min(1).optional(),
     description: z.string().default(""),
+    adopt: z.boolean().default(false),
     migration: MigrationSchema.default({ strategy: "auto", mode: "pull", allowRestart: true, timeoutSeconds: 900, preCopyRounds: 2 }),
   })
   .strict();

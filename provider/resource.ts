@@ -7,11 +7,11 @@
 import { randomUUID } from "node:crypto";
 import { Estate } from "./estate";
 import { ensurePower, factsOf, findCopies, locate, settle, type Found } from "./facts";
-import { parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
+import { MARKER_KEY, parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
-import { progress } from "./lxd/client";
+import { progress, type LxdClient } from "./lxd/client";
 import { PlacementError, PlanRefusedError } from "./lxd/errors";
-import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance } from "./lxd/instances";
+import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import { resolveImage } from "./lxd/resources";
 import { acquire } from "./limiter";
 import { describe, placementErrors, plan, resolveMember, type Placement, type Plan } from "./planner";
@@ -90,6 +90,12 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
       // A new instance: its image must exist on the server it will be created on.
       const fp = await resolveImage(e.client(desired.remote, desired.project), desired.image);
       if (!fp) more.push({ property: "image", reason: `image "${desired.image}" not found on remote "${desired.remote}" (project "${desired.project}")` });
+      const existing = await getInstance(e.client(desired.remote, desired.project), desired.name);
+      if (existing && !desired.adopt) {
+        more.push({ property: "name", reason: `an instance named "${desired.name}" already exists on ${desired.remote}:${desired.project}; set adopt: true to take it over` });
+      } else if (existing?.instance.config[MARKER_KEY]) {
+        more.push({ property: "adopt", reason: `instance "${desired.name}" on ${desired.remote}:${desired.project} is already managed (ownership marker); it cannot be adopted` });
+      }
     }
   } catch (err) {
     more.push({ property: "remote", reason: `cannot validate against remote "${desired.remote}": ${(err as Error).message}` });
@@ -187,6 +193,8 @@ export async function create(inputs: Record<string, unknown>): Promise<{ id: str
     if (d.target.startsWith("@")) caps.load = await e.load(d.remote);
     c = c.useTarget(resolveMember(d, undefined, caps).member);
   }
+  const existing = await getInstance(c, d.name);
+  if (existing) return adoptInstance(e, d, existing.instance, c, lg);
   lg(`creating on ${d.remote}:${d.project}${d.target ? ` (target ${d.target})` : ""}`);
   try {
     const op = await createInstance(c, {
@@ -212,6 +220,32 @@ export async function create(inputs: Record<string, unknown>): Promise<{ id: str
   const got = await getInstance(c, d.name);
   if (!got) throw new PlacementError("instance vanished right after creation", c.ctx({ instance: d.name }));
   return { id, outs: outputs(d, id, { remote: d.remote, instance: got.instance }) };
+}
+
+/**
+ * An instance of this name already exists at the declared placement: take it over when `adopt`
+ * is set (the way to bring existing instances under management: dynamic providers cannot
+ * `pulumi import`), else fail before changing anything.
+ */
+async function adoptInstance(e: Estate, d: Desired, i: Instance, c: LxdClient, lg: (s: string) => void): Promise<{ id: string; outs: InstanceOutputs }> {
+  const owner = i.config[MARKER_KEY];
+  if (!d.adopt) {
+    throw new PlacementError(
+      `an instance named "${d.name}" already exists`,
+      c.ctx({ instance: d.name, field: "name" }),
+      owner ? "It is managed by another stack or resource" : `Set adopt: true to take it over, or choose another name`,
+    );
+  }
+  if (owner) {
+    throw new PlacementError(`instance "${d.name}" is already managed (ownership marker ${owner}); it cannot be adopted`, c.ctx({ instance: d.name, field: "adopt" }), "Remove it from the other stack first, or choose another name");
+  }
+  const id = randomUUID();
+  lg(`adopting the existing instance ${d.remote}:${d.project}/${d.name}`);
+  await applyDeclared(c, d.name, d, id);
+  let f: Found = await refetch(e, { remote: d.remote, instance: i });
+  await ensurePower(e, f, d.running);
+  f = await refetch(e, f);
+  return { id, outs: outputs(d, id, f) };
 }
 
 /** read (refresh): report where the instance really is (P6); gone everywhere = empty id. */

@@ -64,6 +64,12 @@ export interface InstanceArgs {
   storagePool?: pulumi.Input<string>;
   /** Description stored on the instance. */
   description?: pulumi.Input<string>;
+  /**
+   * Take over an existing instance of this name at the declared placement on create, instead of
+   * failing because it exists (dynamic providers cannot `pulumi import`). An instance carrying
+   * another stack's ownership marker is never taken. Default false.
+   */
+  adopt?: pulumi.Input<boolean>;
   /** How moves are carried out. */
   migration?: pulumi.Input<MigrationArgs>;
 }
@@ -109,6 +115,7 @@ export class Instance extends pulumi.dynamic.Resource {
   declare readonly project: pulumi.Output<string>;
   declare readonly storagePool: pulumi.Output<string | undefined>;
   declare readonly description: pulumi.Output<string>;
+  declare readonly adopt: pulumi.Output<boolean>;
   declare readonly migration: pulumi.Output<Required<{ strategy: string; mode: string; allowRestart: boolean; timeoutSeconds: number; preCopyRounds: number }>>;
   /** The ownership marker (`user.lxd-placement.id`); also the resource ID. */
   declare readonly instanceId: pulumi.Output<string>;

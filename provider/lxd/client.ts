@@ -252,7 +252,7 @@ export class LxdClient {
     const s = await this.server();
     if (s.auth && s.auth !== "trusted") {
       throw new NotTrustedError(
-        `the ${side} server does not trust this client`,
+        `the server ${side ? `(${side}) ` : ""}does not trust this client`,
         this.ctx(),
         `Trust the client certificate on ${this.remote.name} ("lxc config trust add"), then run again`,
       );

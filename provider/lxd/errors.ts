@@ -27,6 +27,9 @@ export class PlacementError extends Error {
     this.name = new.target.name;
     this.context = context;
     this.remedy = remedy;
+    // These errors are written for users: the engine prints `stack`, and a JavaScript trace
+    // under a refusal that names the field, the rule and the fix only hides it.
+    this.stack = `${this.name}: ${this.message}`;
   }
 
   static is(e: unknown): e is PlacementError {

@@ -197,3 +197,35 @@ describe("live migration refused by LXD (CRIU fails on this kernel)", () => {
     expect((await exec("s2", "default", BASIC, "cat /root/kept")).trim()).toBe("kept");
   });
 });
+
+describe("adopting an existing instance (no pulumi import for dynamic providers)", () => {
+  const ADOPT = "e2e-adopt";
+  const a = { current: {} as Spec };
+  let s: TestStack;
+  beforeAll(async () => {
+    await deleteAll((x) => x.name === ADOPT);
+    await lxc(["launch", "busybox", `s1:${ADOPT}`], { timeoutMs: 120_000 });
+    await exec("s1", "default", ADOPT, "echo mine > /root/mine");
+    a.current = { name: ADOPT, image: "busybox", remote: "s1" };
+    s = await TestStack.create({ projectName: "adopt", program: async () => ({ id: new Instance("adopted", a.current as never).instanceId }) });
+  });
+  afterAll(async () => {
+    await s?.remove();
+    await deleteAll((x) => x.name === ADOPT);
+  });
+
+  it("without adopt, preview refuses: the name is taken, and says how to take it over", async () => {
+    await expect(s.preview()).rejects.toThrow(/name.*already exists on s1:default; set adopt: true/s);
+  });
+
+  it("with adopt, up takes it over in place (marker set, data kept) and it then moves like any other (P1)", async () => {
+    a.current = { ...a.current, adopt: true };
+    const r = await s.up();
+    expect(await config("s1", "default", ADOPT, "user.lxd-placement.id")).toBe(r.outputs.id);
+    a.current = { ...a.current, remote: "s2" };
+    await s.up();
+    const seen = await findEverywhere((x) => x.name === ADOPT);
+    expect(seen.map((x) => [x.remote, x.status])).toEqual([["s2", "Running"]]);
+    expect((await exec("s2", "default", ADOPT, "cat /root/mine")).trim()).toBe("mine");
+  });
+});

@@ -20,7 +20,8 @@ export function run(cmd: string, args: string[], opts: { timeoutMs?: number; inp
         resolve({ code, stdout: String(stdout), stderr: String(stderr) + (err && code === 124 ? `\n(${cmd} ${args.join(" ")}: timed out)` : "") });
       },
     );
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
+    // Always close stdin: `lxc launch`/`init` read instance config from a non-terminal stdin.
+    child.stdin?.end(opts.input ?? "");
   });
 }
 
