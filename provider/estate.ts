@@ -5,7 +5,7 @@
  */
 import { ClientPool, type LxdClient } from "./lxd/client";
 import { listInstances, type Instance } from "./lxd/instances";
-import { loadRemotes, type RemoteSet } from "./lxd/remotes";
+import { loadRemotes, type RemoteSet, type StackRemotes } from "./lxd/remotes";
 import { listClusterGroups, listMembers, listPools, listProjects } from "./lxd/resources";
 import type { Capabilities } from "./planner";
 
@@ -17,8 +17,8 @@ export class Estate {
   private caps = new Map<string, { at: number; value: Promise<Capabilities> }>();
   private lists = new Map<string, { at: number; value: Promise<Instance[]> }>();
 
-  constructor(env: NodeJS.ProcessEnv = process.env) {
-    this.remotes = loadRemotes(env);
+  constructor(env: NodeJS.ProcessEnv = process.env, stackRemotes: StackRemotes = {}) {
+    this.remotes = loadRemotes(env, stackRemotes);
     this.pool = new ClientPool((n) => this.remotes.get(n));
   }
 

@@ -11,6 +11,7 @@ import { MARKER_KEY, parseInputs, type CheckFailure, type Desired, type Instance
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
 import { progress, type LxdClient } from "./lxd/client";
 import { PlacementError, PlanRefusedError } from "./lxd/errors";
+import { StackRemotesSchema, type StackRemotes } from "./lxd/remotes";
 import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import { resolveImage } from "./lxd/resources";
 import { acquire } from "./limiter";
@@ -35,10 +36,30 @@ export interface InstanceOutputs extends Desired {
 }
 
 let estateSingleton: Estate | undefined;
+let stackRemotes: StackRemotes = {};
 function estate(): Estate {
   // One estate per provider process: clients and capability caches are shared by all resources.
-  if (!estateSingleton) estateSingleton = new Estate();
+  if (!estateSingleton) estateSingleton = new Estate(process.env, stackRemotes);
   return estateSingleton;
+}
+
+/** configure: stack config `lxd-placement:remotes` (JSON; secret because it may hold the client key). */
+export async function configure(req: { config: { get(key: string): string | undefined } }): Promise<void> {
+  const raw = req.config.get("lxd-placement:remotes");
+  if (!raw) return;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new PlacementError("stack config lxd-placement:remotes is not valid JSON", { field: "lxd-placement:remotes" });
+  }
+  const r = StackRemotesSchema.safeParse(parsed);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new PlacementError(`stack config lxd-placement:remotes: ${i.path.join(".")}: ${i.message}`, { field: "lxd-placement:remotes" });
+  }
+  stackRemotes = r.data;
+  estateSingleton = undefined;
 }
 
 // Transfer progress from LXD's operations, printed while a move runs.

@@ -19,6 +19,7 @@ function impl(): typeof import("./index") {
 
 // The engine passes the resource's current outputs as `olds` to diff (pulumi-notes.md).
 export const instanceProvider: pulumi.dynamic.ResourceProvider = {
+  configure: (req) => impl().instance.configure(req),
   check: (olds, news) => impl().instance.check(olds, news),
   diff: (id, olds, news) => impl().instance.diff(id, olds, news),
   create: (inputs) => impl().instance.create(inputs),

@@ -59,8 +59,27 @@ function localSocket(env: NodeJS.ProcessEnv): string {
   return "/var/lib/lxd/unix.socket";
 }
 
+/**
+ * Remotes declared in stack config (`lxd-placement:remotes`, a JSON object; set it with
+ * `pulumi config set --secret` since it carries the client key). They add to, and override, the
+ * lxc config's remotes. They reach the provider through `configure()`, never through resource
+ * inputs, so neither the key nor the certificates land in resource state.
+ */
+export const StackRemotesSchema = z.record(
+  z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/),
+  z
+    .object({
+      addr: z.string().regex(/^https:\/\/[^/]+$/, "addr must be https://HOST:PORT"),
+      serverCert: z.string().includes("BEGIN CERTIFICATE", { message: "serverCert must be the server's PEM certificate (pinned)" }),
+      clientCert: z.string().includes("BEGIN CERTIFICATE").optional(),
+      clientKey: z.string().includes("PRIVATE KEY").optional(),
+    })
+    .strict(),
+);
+export type StackRemotes = z.infer<typeof StackRemotesSchema>;
+
 /** Load remotes from `$LXD_CONF/config.yml`. A missing file means only the local socket exists. */
-export function loadRemotes(env: NodeJS.ProcessEnv = process.env): RemoteSet {
+export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRemotes = {}): RemoteSet {
   const dir = confDir(env);
   const file = path.join(dir, "config.yml");
   const text = readIf(file);
@@ -73,6 +92,7 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env): RemoteSet {
   const entries: Record<string, { addr: string }> = { local: { addr: "unix://" }, ...(parsed.remotes ?? {}) };
   const clientCert = readIf(path.join(dir, "client.crt"));
   const clientKey = readIf(path.join(dir, "client.key"));
+  for (const [n, r] of Object.entries(stack)) entries[n] = { addr: r.addr };
   const names = Object.keys(entries).filter((n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n));
   const defaultRemote = parsed["default-remote"] ?? "local";
   return {
@@ -87,6 +107,13 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env): RemoteSet {
           { remote: name, field: "remote" },
           `Known remotes in ${file}: ${names.join(", ")}. Add it with "lxc remote add ${name} https://HOST:8443"`,
         );
+      }
+      const fromStack = stack[name];
+      if (fromStack) {
+        const cert = fromStack.clientCert ?? clientCert;
+        const key = fromStack.clientKey ?? clientKey;
+        if (!cert || !key) throw new RemoteConfigError(`remote "${name}" from stack config has no client certificate/key, and ${dir} has none either`, { remote: name });
+        return { name, addr: fromStack.addr, serverCert: fromStack.serverCert, clientCert: cert, clientKey: key };
       }
       if (e.addr.startsWith("unix:")) {
         const p = e.addr.replace(/^unix:\/\//, "");

@@ -229,3 +229,49 @@ describe("adopting an existing instance (no pulumi import for dynamic providers)
     expect((await exec("s2", "default", ADOPT, "cat /root/mine")).trim()).toBe("mine");
   });
 });
+
+describe("remotes from stack config (secret), not only the lxc config", () => {
+  const NAMEC = "e2e-stackremote";
+  let s: TestStack;
+  afterAll(async () => {
+    await s?.remove();
+    await deleteAll((x) => x.name === NAMEC);
+  });
+
+  it("an instance placed on a remote declared only in stack config; the client key stays out of state", async () => {
+    const fs = await import("node:fs");
+    const path = await import("node:path");
+    const { LXD_CONF } = await import("../helpers/sandbox");
+    const key = fs.readFileSync(path.join(LXD_CONF, "client.key"), "utf8");
+    const remotes = {
+      "s2-from-stack": {
+        addr: "https://127.0.0.1:8444",
+        serverCert: fs.readFileSync(path.join(LXD_CONF, "servercerts", "s2.crt"), "utf8"),
+        clientCert: fs.readFileSync(path.join(LXD_CONF, "client.crt"), "utf8"),
+        clientKey: key,
+      },
+    };
+    await deleteAll((x) => x.name === NAMEC);
+    s = await TestStack.create({ projectName: "stack-remotes", program: async () => ({ remote: new Instance("c", { name: NAMEC, image: "busybox", remote: "s2-from-stack" }).remote }) });
+    await s.setConfig("lxd-placement:remotes", JSON.stringify(remotes), true);
+    const r = await s.up();
+    expect(r.outputs.remote).toBe("s2-from-stack");
+    expect((await findEverywhere((x) => x.name === NAMEC)).map((x) => x.remote)).toEqual(["s2"]);
+    // What is stored: every file of the stack's backend and config (the export API decrypts
+    // secrets, so the files on disk are what must not hold the key).
+    const files: string[] = [];
+    const walk = (d: string) => {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        const p = path.join(d, e.name);
+        if (e.isDirectory()) walk(p);
+        else if (e.isFile() && fs.statSync(p).size < 5_000_000) files.push(fs.readFileSync(p, "latin1"));
+      }
+    };
+    walk(s.dir);
+    const stored = files.join("\n");
+    expect(stored).toContain("s2-from-stack");
+    const body = key.split("\n").filter((l) => l && !l.startsWith("-----"));
+    for (const line of body) expect(stored).not.toContain(line);
+    expect(stored).not.toContain("PRIVATE KEY");
+  });
+});
