@@ -227,8 +227,9 @@ describe("schema.json is a Pulumi package schema", () => {
     expect(bad).toEqual([]);
   });
 
-  it("marks nothing secret: no input or output of an Instance is a secret", () => {
-    expect(schemaText).not.toMatch(/"secret"\s*:\s*true/);
+  it("marks nothing of an Instance secret; the provider config that may hold a client key is", () => {
+    expect(JSON.stringify(res)).not.toMatch(/"secret"\s*:\s*true/);
+    expect((schema as unknown as { config: { variables: Record<string, unknown> } }).config.variables.remotes).toMatchObject({ type: "string", secret: true });
   });
 });
 
