@@ -156,6 +156,10 @@ export function proxy(a: WebSocket, b: WebSocket, stats?: { bytes: number }): Pr
     };
     pipe(a, b);
     pipe(b, a);
+    // A side that closed while its frames were held (before this proxy started) has no "close"
+    // event left to fire: end the pair once the caller has passed the held frames on (it does so
+    // right after this returns), or the other side would wait for a stream that never ends.
+    if (a.readyState === WebSocket.CLOSED || b.readyState === WebSocket.CLOSED) setImmediate(finish);
   });
 }
 
