@@ -18,6 +18,7 @@ import {
   postInstance,
   putInstance,
   rootDeviceName,
+  setState,
   startInstance,
   stopInstance,
   type Instance,
@@ -242,6 +243,26 @@ function copyName(ctx: MoveContext): string {
   return sameNamespace && plan.to.name === plan.from.name ? `${plan.to.name.slice(0, 40)}-lxdp-${ctx.id.slice(0, 8)}` : plan.to.name;
 }
 
+/**
+ * Delete the source of a live move once the copy is the instance. LXD resumes a live-migrated VM
+ * at the source (for LXD that side of a migration is a copy) and refuses to delete a running
+ * instance ("Instance is running"), so remove it as `lxc move` does (`lxc delete --force`):
+ * `?force=1` where the server has `instance_force_delete` (LXD 6.7+), else a forced stop first.
+ * The copy already runs at the target: this stop is no downtime.
+ */
+async function deleteLiveSource(c: LxdClient, name: string): Promise<void> {
+  const cur = await getInstance(c, name);
+  if (cur && isRunning(cur.instance)) {
+    if (await c.hasExtension("instance_force_delete")) {
+      const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`, { query: { force: "1" }, noTarget: true });
+      if (r.operation) await c.wait(r.operation, 120_000);
+      return;
+    }
+    await setState(c, name, "stop", { force: true, timeout: -1 });
+  }
+  await deleteInstance(c, name);
+}
+
 /** Cold, stop-move-start and live moves through a copy: copy, commit, delete the source (R1, R5). */
 async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; rounds?: number }> {
   const { plan, estate, desired: d, found } = ctx;
@@ -289,7 +310,7 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
     );
   }
   try {
-    await deleteInstance(src, found.instance.name);
+    await (live ? deleteLiveSource(src, found.instance.name) : deleteInstance(src, found.instance.name));
     if (name !== plan.to.name) await postInstance(tgt, name, { name: plan.to.name });
     // P4: a running instance runs again at the target (after a live move it already does).
     if (wasRunning && d.running) await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
