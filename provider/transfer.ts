@@ -202,7 +202,10 @@ export async function copyRelay(src: LxdClient, dst: LxdClient, spec: CopySpec, 
       pipes.push(p);
     }
     await waitBoth(src, srcOp, dst, dstOp, spec.timeoutMs);
-    await Promise.race([Promise.all(pipes), new Promise((r) => setTimeout(r, 5_000))]);
+    // Give the pipes a moment to drain; the grace timer must not outlive the copy.
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(pipes), new Promise((r) => (grace = setTimeout(r, 5_000)))]);
+    clearTimeout(grace);
   } catch (e) {
     await src.cancel(srcOp.id);
     if (dstOp) await dst.cancel(dstOp.id);
