@@ -377,13 +377,6 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       last = took;
     }
     down = await downtimeSlot(ctx);
-    if (down.waitedMs > 2_000) {
-      // The source kept running while this move waited its turn: copy that delta first, so the
-      // cutover stays short.
-      ctx.log(`pre-copy round ${rounds + 1} (delta of the wait)`);
-      await copy(mode, src, tgt, spec((await getInstance(src, found.instance.name))?.instance ?? found.instance, true));
-      rounds++;
-    }
     stoppedAt = Date.now();
     ctx.log(`cutover: stopping ${found.instance.name} for the final delta`);
     await stopInstance(src, found.instance.name, 10);
