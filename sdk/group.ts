@@ -143,10 +143,8 @@ export class InstanceGroup extends pulumi.ComponentResource {
     const names = Object.fromEntries(keys.map((k) => [k, lxdName(k)]));
     if (byRemote && policy.members) throw new Error(`InstanceGroup ${name}: policy.members and policy.remotes exclude each other`);
 
-    const result: Promise<{ r: PolicyResult; obs: Observed; input: PolicyInput }> = (async () => {
-      const obs = args.observed
-        ? { current: args.observed.current, groups: args.observed.groups ?? {}, running: args.observed.running ?? {}, online: args.observed.online, strategies: {}, remote: args.remote }
-        : await observe(name, args, names, byRemote);
+    /** The policy's decision from what was observed; throws when the policy cannot be met. */
+    const decide = (obs: Observed): { r: PolicyResult; obs: Observed; input: PolicyInput } => {
       let candidates = weights(byRemote ? policy.remotes : policy.members);
       if (!candidates) {
         if (!obs.online) throw new Error(`InstanceGroup ${name}: policy.members is required when the group does not read the cluster (observed is given)`);
@@ -176,9 +174,20 @@ export class InstanceGroup extends pulumi.ComponentResource {
       if (r.errors.length) {
         throw new Error(`InstanceGroup ${name}: the placement policy cannot be met:\n  ${r.errors.join("\n  ")}\n${formatPlan(r, { title: `InstanceGroup ${name}`, names, current: obs.current })}`);
       }
-      if (!args.observed) obs.strategies = await strategies(name, args, names, r, obs, byRemote);
       return { r, obs, input };
-    })();
+    };
+
+    // Given what is observed, the decision is made here and an impossible policy throws from the
+    // constructor; otherwise it waits for LXD's answer and an impossible policy fails the program.
+    const result: Promise<{ r: PolicyResult; obs: Observed; input: PolicyInput }> = args.observed
+      ? Promise.resolve(
+          decide({ current: args.observed.current, groups: args.observed.groups ?? {}, running: args.observed.running ?? {}, online: args.observed.online, strategies: {}, remote: args.remote }),
+        )
+      : (async () => {
+          const d = decide(await observe(name, args, names, byRemote));
+          d.obs.strategies = await strategies(name, args, names, d.r, d.obs, byRemote);
+          return d;
+        })();
     // The outputs below wait on this; keep an unobserved rejection from being reported twice.
     result.catch(() => undefined);
 

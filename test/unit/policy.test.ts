@@ -408,3 +408,75 @@ describe("limiter: group slots", () => {
     expect(groupInFlight("g4")).toEqual({ moves: 0, perServer: {}, down: 0 });
   });
 });
+
+describe("InstanceGroup (sdk/group.ts) with Pulumi's mocks: the policy's result becomes Instance inputs", () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const pulumi = require("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
+  const created: { type: string; name: string; inputs: Record<string, unknown> }[] = [];
+  let sdk: typeof import("../../sdk");
+  const value = <T>(o: import("@pulumi/pulumi").Output<T>) => new Promise<T>((resolve) => o.apply(resolve));
+
+  beforeAll(() => {
+    pulumi.runtime.setMocks(
+      {
+        newResource: (a) => {
+          created.push({ type: a.type, name: a.name, inputs: a.inputs });
+          return { id: `${a.name}-id`, state: a.inputs };
+        },
+        call: (a) => a.inputs,
+      },
+      "project",
+      "stack",
+      true,
+    );
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    sdk = require("../../sdk");
+  });
+
+  it("declares one Instance per key, targeted where the policy says, with the group's limits in migration", async () => {
+    const g = new sdk.InstanceGroup("web", {
+      remote: "cluster",
+      namePrefix: "web-",
+      defaults: { image: "busybox", migration: { strategy: "near-live" } },
+      instances: { a: {}, b: {}, c: {}, d: { pin: "m1" } },
+      policy: { members: ["m1", "m2", "m3"], draining: ["m3"], maxUnavailable: 1, maxConcurrentMoves: 2 },
+      observed: { current: { a: "m3", b: "m1", c: "m2", d: "m1" } },
+    });
+    expect(Object.keys(g.instances)).toEqual(["a", "b", "c", "d"]);
+    expect(await value(g.assignment)).toEqual({ a: "m2", b: "m1", c: "m2", d: "m1" });
+    expect(await value(g.instances.a.target)).toBe("m2");
+    expect(await value(g.instances.a.remote)).toBe("cluster");
+    expect(await value(g.instances.a.name)).toBe("web-a");
+    expect(await value(g.instances.a.migration)).toEqual({ strategy: "near-live", group: "web", maxUnavailable: 1, maxConcurrentMoves: 2 });
+    const plan = await value(g.plan);
+    expect(plan[0]).toMatchObject({ instance: "a", name: "web-a", from: "m3", to: "m2", action: "move", batch: 1, why: "drain m3" });
+    expect(plan.slice(1).map((r) => r.action)).toEqual(["stay", "stay", "stay"]);
+    expect(await value(g.planText)).toMatch(/^InstanceGroup web plan: 1 move\(s\) in 1 batch\(es\), 0 new, 3 staying; maxUnavailable 1, maxConcurrentMoves 2, draining m3\n\s+batch\s+instance/);
+    expect(created.filter((c) => c.name.startsWith("web-")).map((c) => c.type)).toEqual(Array(4).fill("pulumi-nodejs:dynamic/lxd-placement:Instance"));
+  });
+
+  it("spreads over remotes with policy.remotes: remote is the assignment, target passes through", async () => {
+    const g = new sdk.InstanceGroup("edge", {
+      defaults: { image: "busybox" },
+      instances: { x: {}, y: {} },
+      policy: { remotes: ["s1", "s2"] },
+      observed: { current: {} },
+    });
+    const a = await value(g.assignment);
+    expect(Object.values(a).sort()).toEqual(["s1", "s2"]);
+    expect(await value(g.instances.x.remote)).toBe(a.x);
+    expect((await value(g.plan)).map((r) => r.action)).toEqual(["create", "create"]);
+  });
+
+  it("a policy that cannot be met fails the program with the reason", () => {
+    const make = () =>
+      new sdk.InstanceGroup("bad", {
+        remote: "cluster",
+        defaults: { image: "busybox" },
+        instances: { db: { pin: "m3" } },
+        policy: { members: ["m1", "m2", "m3"], draining: ["m3"] },
+        observed: { current: { db: "m3" } },
+      });
+    expect(make).toThrow(/the placement policy cannot be met:\n\s+db: pinned to m3, which is draining/);
+  });
+});
