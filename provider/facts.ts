@@ -105,6 +105,8 @@ export async function settle(estate: Estate, copies: Found[], log: (s: string) =
     if (committed.length === 1 && sources.length === settled.length - 1) {
       for (const s of sources) {
         log(`finishing an interrupted move: deleting the old copy at ${where(s)} (P5)`);
+        // After a live move LXD resumes the source (for it, that side was a copy): stop it first.
+        if (isRunning(s.instance)) await stopInstance(client(s), s.instance.name, 0);
         await deleteInstance(client(s), s.instance.name);
       }
       return committed[0];

@@ -166,14 +166,10 @@ export function proxy(a: WebSocket, b: WebSocket, stats?: { bytes: number }): Pr
 /** Connect a websocket and hold its frames until the caller starts proxying. */
 async function connectHeld(c: LxdClient, opId: string, secret: string): Promise<{ ws: WebSocket; release: (to: WebSocket) => void }> {
   const ws = await c.websocket(opId, secret);
-  const held: [Buffer, boolean][] = [];
-  const hold = (d: Buffer, bin: boolean) => held.push([d, bin]);
-  ws.on("message", hold);
   return {
     ws,
     release: (to) => {
-      ws.off("message", hold);
-      for (const [d, bin] of held) to.send(d, { binary: bin });
+      for (const [d, bin] of ws.takeHeld()) to.send(d, { binary: bin });
     },
   };
 }

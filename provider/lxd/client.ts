@@ -299,15 +299,26 @@ export class LxdClient {
       .catch(() => undefined);
   }
 
-  /** Open an operation websocket (relay). Resolves once open. */
-  websocket(opId: string, secret: string, timeoutMs = 10_000): Promise<WebSocket> {
+  /**
+   * Open an operation websocket (relay). Resolves once open. Frames are held from the moment the
+   * socket exists (`ws` can deliver frames that came in the same read as the handshake before a
+   * caller could listen); `takeHeld()` stops holding and hands them over in order.
+   */
+  websocket(opId: string, secret: string, timeoutMs = 10_000): Promise<HeldSocket> {
     const qs = new URLSearchParams({ secret });
     if (this.scope.project && this.scope.project !== "default") qs.set("project", this.scope.project);
     const url = `${this.transport.wsBase}/1.0/operations/${opId}/websocket?${qs}`;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { ...this.transport.wsOptions, handshakeTimeout: timeoutMs });
       ws.binaryType = "nodebuffer";
-      ws.once("open", () => resolve(ws));
+      const held: [Buffer, boolean][] = [];
+      const hold = (d: Buffer, bin: boolean) => held.push([d, bin]);
+      ws.on("message", hold);
+      const takeHeld = () => {
+        ws.off("message", hold);
+        return held.splice(0);
+      };
+      ws.once("open", () => resolve(Object.assign(ws, { takeHeld })));
       ws.once("error", (e) => reject(this.transportError(e, "WS", `/operations/${opId}/websocket`, timeoutMs)));
     });
   }
@@ -316,6 +327,8 @@ export class LxdClient {
     await this.transport.close().catch(() => undefined);
   }
 }
+
+export type HeldSocket = WebSocket & { takeHeld(): [Buffer, boolean][] };
 
 /** Opens one client per remote and closes them all; the unit of work for one provider call. */
 export class ClientPool {

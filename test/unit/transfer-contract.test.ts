@@ -196,14 +196,9 @@ describe("transfer contract: relay (R5)", () => {
     expect(t.instances.get("vm1")?.status).toBe("Running");
   });
 
-  // Known defect outside the transfer code, kept visible: LxdClient.websocket() resolves on
-  // "open", and `ws` emits the frames that came in the same read as the 101 response from a
-  // process.nextTick, before the awaiting caller (connectHeld) has attached its listener: those
-  // frames are dropped. LXD itself sends on a channel only after all its channels are connected,
-  // so this is latent with LXD, but the relay promises to hold every early frame. The fix belongs
-  // in provider/lxd/client.ts (pause the socket on open and let the caller resume it, or take the
-  // listener before open); when it lands, this test starts "failing": drop `.failing` then.
-  it.failing("R5 (known defect in LxdClient.websocket, expected to fail until fixed): frames that arrive in the same read as the handshake response are relayed too", async () => {
+  // `ws` can emit frames that came in the same read as the 101 response before an awaiting caller
+  // listens; LxdClient.websocket() holds frames from the socket's creation so none is lost.
+  it("R5: frames that arrive in the same read as the handshake response are relayed too", async () => {
     const { s, t, sc, tc } = await setup({ relaySendOnHandshake: true });
     await copyRelay(sc, tc, await specFor(sc, "vm1", true));
     checkFrames(s, t, ["control", "fs", "criu"]);
