@@ -107,7 +107,10 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
     const caps = await e.capabilities(desired.remote);
     const bad = placementErrors(desired, caps) ?? resolveMember(desired, undefined, caps).error;
     if (bad && bad.kind === "refuse") more.push({ property: bad.field, reason: `${bad.reason}${bad.rule ? ` (${bad.rule})` : ""}` });
-    if (!olds || !olds.instanceId) {
+    // check() receives the old *inputs* (never outputs such as instanceId): a resource that
+    // exists already has some; only a new one has none. An existing resource's own instance (or
+    // a copy an interrupted move left) at the declared placement is not a name clash (P5).
+    if (!olds || Object.keys(userInputs(olds)).length === 0) {
       // A new instance: its image must exist on the server it will be created on.
       const fp = await resolveImage(e.client(desired.remote, desired.project), desired.image);
       if (!fp) more.push({ property: "image", reason: `image "${desired.image}" not found on remote "${desired.remote}" (project "${desired.project}")` });
