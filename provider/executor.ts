@@ -223,6 +223,7 @@ async function abandon(ctx: MoveContext, copyName: string, moveId: string): Prom
   const { estate, plan, found } = ctx;
   const notes: string[] = [];
   const tgt = estate.client(plan.to.remote, plan.to.project).withTimeout(20_000);
+  let copyGone = true;
   try {
     const got = await getInstance(tgt, copyName);
     if (got && got.instance.config[MARKER_KEY] === ctx.id && got.instance.config[INCOMING_KEY] === moveId) {
@@ -230,10 +231,16 @@ async function abandon(ctx: MoveContext, copyName: string, moveId: string): Prom
       notes.push("the partial copy was removed");
     }
   } catch (e) {
+    copyGone = false;
     notes.push(`the partial copy could not be removed yet (${(e as Error).message}); the next run removes it`);
   }
-  const src = estate.client(found.remote, found.instance.project).withTimeout(20_000);
-  await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: "" } }).catch(() => undefined);
+  // The source keeps its outgoing mark while a partial copy may be left: the mark is what makes
+  // the next run's lookup (findCopies) search every remote and settle remove the copy (P5).
+  // Cleared, the lookup stops at the unmarked source, and the leftover blocks every later move.
+  if (copyGone) {
+    const src = estate.client(found.remote, found.instance.project).withTimeout(20_000);
+    await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: "" } }).catch(() => undefined);
+  }
   return notes.join("; ");
 }
 
