@@ -361,6 +361,9 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       profiles: d.profiles,
       live: false,
       refresh,
+      // Pre-copies of the running container must not freeze it (that would be downtime); the
+      // final copy of the stopped source is consistent and carries every change.
+      allowInconsistent: isRunning(source),
       timeoutMs,
     });
     let last = Infinity;

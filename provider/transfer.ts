@@ -20,6 +20,12 @@ export interface CopySpec {
   live: boolean;
   /** Refresh an existing copy (only the delta moves; `container_incremental_copy`). */
   refresh: boolean;
+  /**
+   * Copy a running container without freezing it (`instance_allow_inconsistent_copy`). LXD
+   * 5.0.2 otherwise freezes the container for the whole copy: fine when it is stopped, but it
+   * turns a near-live pre-copy into downtime. The final copy, of a stopped source, is consistent.
+   */
+  allowInconsistent?: boolean;
   timeoutMs: number;
   onProgress?: (text: string) => void;
 }
@@ -66,7 +72,7 @@ function body(spec: CopySpec, source: Record<string, unknown>) {
       live: spec.live,
       instance_only: false,
       refresh: spec.refresh,
-      allow_inconsistent: false,
+      allow_inconsistent: !!spec.allowInconsistent,
     },
   };
 }
@@ -91,7 +97,7 @@ async function waitBoth(src: LxdClient, srcOp: Operation | undefined, dst: LxdCl
 }
 
 export async function copyPull(src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
-  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: false });
+  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: !!spec.allowInconsistent });
   let dstOp: Operation | undefined;
   try {
     const { url, certificate } = await operationUrl(src, srcOp.id);
@@ -112,7 +118,7 @@ export async function copyPush(src: LxdClient, dst: LxdClient, spec: CopySpec): 
       migration: true,
       live: spec.live,
       instance_only: false,
-      allow_inconsistent: false,
+      allow_inconsistent: !!spec.allowInconsistent,
       target: { certificate, operation: url, secrets: secretsOf(dstOp) },
     });
   } catch (e) {
@@ -175,7 +181,7 @@ async function connectHeld(c: LxdClient, opId: string, secret: string): Promise<
 }
 
 export async function copyRelay(src: LxdClient, dst: LxdClient, spec: CopySpec, stats?: { bytes: number }): Promise<void> {
-  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: false });
+  const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: !!spec.allowInconsistent });
   let dstOp: Operation | undefined;
   const sockets: WebSocket[] = [];
   try {
