@@ -1,0 +1,220 @@
+/**
+ * Fault injection for the fault matrix (test/faults): kill, freeze and restore sandbox daemons,
+ * kill a running `pulumi up`, set project limits, and wait, always with a bound, until the
+ * estate answers again. Every external call is async with its own timeout (see sandbox.ts).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { findEverywhere, lxc, ROOT, run, SANDBOX, type Seen } from "./sandbox";
+
+export const DAEMONS = ["s1", "s2", "m1", "m2", "m3"] as const;
+export type Daemon = (typeof DAEMONS)[number];
+
+export const MARKER_KEY = "user.lxd-placement.id";
+export const INCOMING_KEY = "user.lxd-placement.incoming";
+export const OUTGOING_KEY = "user.lxd-placement.outgoing";
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+export function progress(line: string): void {
+  // Straight to stderr, unbuffered by jest: CI logs show each cell as it ends.
+  process.stderr.write(`[faults ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+/** Poll `check` every `everyMs` until it returns a value (not undefined) or `timeoutMs` passes. */
+export async function waitFor<T>(what: string, timeoutMs: number, everyMs: number, check: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() >= deadline) throw new Error(`${what}: not within ${Math.round(timeoutMs / 1000)} s${last ? ` (last error: ${(last as Error).message})` : ""}`);
+    await sleep(everyMs);
+  }
+}
+
+// ------------------------------------------------------------------------------ daemons
+
+function pidOf(d: Daemon): number | undefined {
+  try {
+    const pid = Number(fs.readFileSync(path.join(SANDBOX, d, "lxd.pid"), "utf8").trim());
+    if (!(pid > 0)) return undefined;
+    // Only ever signal the sandbox's own lxd for this directory.
+    if (fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "lxd") return undefined;
+    if (!fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`LXD_DIR=${path.join(SANDBOX, d)}`)) return undefined;
+    const state = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
+    return state === "Z" || state === "X" ? undefined : pid;
+  } catch {
+    return undefined;
+  }
+}
+
+export function daemonAlive(d: Daemon): boolean {
+  return pidOf(d) !== undefined;
+}
+
+function signal(d: Daemon, sig: NodeJS.Signals): boolean {
+  const pid = pidOf(d);
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** SIGKILL the daemon (its containers keep running: they are not its children in the kill). */
+export function killDaemon(d: Daemon): void {
+  if (!signal(d, "SIGKILL")) throw new Error(`cannot SIGKILL daemon ${d}: no live lxd pid in .sandbox/${d}/lxd.pid`);
+}
+
+export function freezeDaemon(d: Daemon): void {
+  if (!signal(d, "SIGSTOP")) throw new Error(`cannot SIGSTOP daemon ${d}: no live lxd pid in .sandbox/${d}/lxd.pid`);
+}
+
+export function thawAll(): void {
+  for (const d of DAEMONS) signal(d, "SIGCONT");
+}
+
+/** `scripts/sandbox.sh up`: restarts dead daemons (and is a quick no-op when all run). */
+export async function sandboxUp(timeoutMs = 150_000): Promise<void> {
+  const r = await run("bash", [path.join(ROOT, "scripts/sandbox.sh"), "up"], { timeoutMs });
+  if (r.code !== 0) throw new Error(`sandbox.sh up failed (${r.code}): ${r.stderr.trim().split("\n").slice(-8).join(" / ")}`);
+}
+
+/** Every remote lists its instances and every cluster member is ONLINE; bounded. */
+export async function waitEstate(timeoutMs = 90_000): Promise<void> {
+  await waitFor("the sandbox answering again (lxc list on s1, s2, cluster; members ONLINE)", timeoutMs, 500, async () => {
+    await Promise.all(["s1", "s2", "cluster"].map((r) => lxc(["list", `${r}:`, "--all-projects", "-f", "csv", "-c", "n"], { timeoutMs: 10_000 })));
+    const out = await lxc(["cluster", "list", "cluster:", "-f", "csv"], { timeoutMs: 10_000 });
+    const bad = ["m1", "m2", "m3"].filter((m) => !new RegExp(`^${m},.*,ONLINE,`, "m").test(out));
+    return bad.length ? undefined : true;
+  });
+}
+
+/**
+ * After any fault: thaw every daemon, restart dead ones, wait until the estate answers. Never
+ * leaves a frozen or dead daemon behind; throws only if the estate cannot be brought back.
+ */
+export async function restoreEstate(): Promise<{ restarted: Daemon[] }> {
+  thawAll();
+  const dead = DAEMONS.filter((d) => !daemonAlive(d));
+  if (dead.length) await sandboxUp();
+  await waitEstate();
+  return { restarted: dead };
+}
+
+// ------------------------------------------------------------------------------ engine
+
+/**
+ * Every process of one engine call of stack `stackName`: the pulumi CLI (a child of this
+ * process whose command line names the stack) and all its descendants, among them the dynamic
+ * provider host (`dynamic-provider` in its command line).
+ */
+export function engineProcesses(stackName: string): { pid: number; cmd: string }[] {
+  const parents = new Map<number, number>();
+  const cmds = new Map<number, string>();
+  for (const e of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
+      parents.set(Number(e), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      cmds.set(Number(e), fs.readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").join(" ").trim());
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = new Set<number>();
+  for (const [pid, ppid] of parents) if (ppid === process.pid && (cmds.get(pid) ?? "").split(" ").includes(stackName)) tree.add(pid);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const [pid, ppid] of parents) {
+      if (!tree.has(pid) && tree.has(ppid)) {
+        tree.add(pid);
+        grew = true;
+      }
+    }
+  }
+  return [...tree].map((pid) => ({ pid, cmd: cmds.get(pid) ?? "" }));
+}
+
+/** SIGKILL a running engine call of the stack and its plugins (all at once, collected first). */
+export function killEngine(stackName: string): { pid: number; cmd: string }[] {
+  const procs = engineProcesses(stackName);
+  for (const p of procs) {
+    try {
+      process.kill(p.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  return procs;
+}
+
+/**
+ * A killed engine leaves its lock in the file backend (state/.pulumi/locks/...), and every
+ * later `pulumi up` of the stack refuses to run until it is removed. That lock is Pulumi's,
+ * not the provider's; a user would run `pulumi cancel` or delete the lock file. The state is
+ * this test's alone (TestStack's own temp dir), so the harness removes it.
+ */
+export function dropStackLock(stackDir: string): number {
+  const dir = path.join(stackDir, "state", ".pulumi", "locks");
+  let n = 0;
+  const walk = (d: string) => {
+    for (const e of fs.existsSync(d) ? fs.readdirSync(d, { withFileTypes: true }) : []) {
+      if (e.isDirectory()) walk(path.join(d, e.name));
+      else n++;
+    }
+  };
+  walk(dir);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return n;
+}
+
+// ------------------------------------------------------------------------------ estate views
+
+/** Every copy of the provider-managed instance `id`, on every remote and project. */
+export async function copiesOf(id: string): Promise<Seen[]> {
+  return findEverywhere((s) => s.config?.[MARKER_KEY] === id);
+}
+
+export const where = (s: Seen) => `${s.remote}:${s.project}/${s.name}${s.location && s.location !== "none" ? `@${s.location}` : ""}`;
+
+/** A copy on `remote` marked incoming (the move's copy at the target exists: the move is in flight). */
+export async function incomingOn(remote: string, id: string): Promise<Seen | undefined> {
+  const text = await lxc(["list", `${remote}:`, "--all-projects", "-f", "json"], { timeoutMs: 5_000 });
+  const found = (JSON.parse(text) as Seen[]).find((i) => i.config?.[MARKER_KEY] === id && i.config?.[INCOMING_KEY]);
+  return found ? { ...found, remote } : undefined;
+}
+
+// ------------------------------------------------------------------------------ project limits
+
+const limitsSet = new Set<string>();
+
+/**
+ * Make `remote:project` refuse one more instance: `limits.instances` = the number it holds now
+ * (0 when empty). A real LXD project limit; undone by clearLimit/clearAllLimits.
+ */
+export async function fillProject(remote: string, project: string): Promise<number> {
+  const text = await lxc(["list", `${remote}:`, "--project", project, "-f", "csv", "-c", "n"], { timeoutMs: 15_000 });
+  const n = text.split("\n").filter((l) => l.trim()).length;
+  limitsSet.add(`${remote}:${project}`);
+  await lxc(["project", "set", `${remote}:${project}`, `limits.instances=${n}`], { timeoutMs: 15_000 });
+  return n;
+}
+
+export async function clearLimit(remote: string, project: string): Promise<void> {
+  await lxc(["project", "unset", `${remote}:${project}`, "limits.instances"], { timeoutMs: 15_000 });
+  limitsSet.delete(`${remote}:${project}`);
+}
+
+export async function clearAllLimits(): Promise<void> {
+  for (const rp of [...limitsSet]) {
+    const [remote, project] = rp.split(":");
+    await clearLimit(remote, project).catch((e) => progress(`could not unset limits.instances on ${rp}: ${(e as Error).message}`));
+  }
+}
