@@ -425,9 +425,8 @@ for (const kind of KINDS) {
     for (const f of FAULTS) {
       const same = kind.sameAs?.[f.key];
       if (same) {
-        it(`${f.key}: ${f.title} — ${same}`, () => {
-          record(kind.key, f.key, { outcome: same, seconds: 0 });
-        });
+        // Not a test of its own (it could not fail): the matrix shows the cell as covered by another.
+        matrix.set(key(kind.key, f.key), { outcome: same, seconds: 0 });
         continue;
       }
       it(`P5 ${f.key}: ${f.title}: exactly one copy, data intact, running; the next up converges`, () => runCell(st, f.key), CELL_TEST_MS);
