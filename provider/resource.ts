@@ -114,11 +114,12 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
       // A new instance: its image must exist on the server it will be created on.
       const fp = await resolveImage(e.client(desired.remote, desired.project), desired.image);
       if (!fp) more.push({ property: "image", reason: `image "${desired.image}" not found on remote "${desired.remote}" (project "${desired.project}")` });
+      // An unmanaged instance of that name is a clash unless adopted. A managed one (marker) may
+      // be this very resource's, about to be replaced (check of a replacement has no olds, and the
+      // old instance is deleted first): create() refuses it if it is really someone else's.
       const existing = await getInstance(e.client(desired.remote, desired.project), desired.name);
-      if (existing && !desired.adopt) {
+      if (existing && !existing.instance.config[MARKER_KEY] && !desired.adopt) {
         more.push({ property: "name", reason: `an instance named "${desired.name}" already exists on ${desired.remote}:${desired.project}; set adopt: true to take it over` });
-      } else if (existing?.instance.config[MARKER_KEY]) {
-        more.push({ property: "adopt", reason: `instance "${desired.name}" on ${desired.remote}:${desired.project} is already managed (ownership marker); it cannot be adopted` });
       }
     }
   } catch (err) {
