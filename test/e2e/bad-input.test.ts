@@ -13,12 +13,8 @@ import { X509Certificate } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as pulumi from "@pulumi/pulumi";
 import { TestStack } from "../helpers/engine";
-import { LXD_CONF, SANDBOX, deleteAll, findByName, findEverywhere, lxc, run } from "../helpers/sandbox";
-// The built SDK, as a user's program loads it.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const { Instance } = require("../../bin/sdk") as typeof import("../../sdk");
+import { LXD_CONF, ROOT, SANDBOX, deleteAll, findByName, findEverywhere, lxc, run } from "../helpers/sandbox";
 
 type Spec = Record<string, unknown>;
 
@@ -34,11 +30,32 @@ const REMOTES = ["s1", "s2", "cluster"];
 const DAEMONS = ["s1", "s2", "m1", "m2", "m3"];
 const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
-/** The program: one resource per entry, the running instance "existing" plus at most one bad one. */
-const specs: { current: Record<string, Spec> } = { current: {} };
-const program = async () => {
-  for (const [name, spec] of Object.entries(specs.current)) new Instance(name, spec as never);
-};
+/**
+ * The program: one resource per entry of the stack config `specs`, the running instance
+ * "existing" plus at most one bad one. It is an on-disk JavaScript program run by the language
+ * host in its own process: a preview refused at check aborts the program mid-registration, and an
+ * inline program's leftover calls would then fail inside this jest process (gRPC UNAVAILABLE
+ * rejections that fail the suite and disturb the next preview).
+ */
+const PROGRAM_DIR = path.join(ROOT, ".sandbox", "e2e", "bad-input-program");
+function writeProgram(): void {
+  fs.mkdirSync(PROGRAM_DIR, { recursive: true });
+  fs.writeFileSync(path.join(PROGRAM_DIR, "Pulumi.yaml"), "name: bad-input\nruntime: nodejs\ndescription: bad inputs, one preview each\n");
+  fs.writeFileSync(path.join(PROGRAM_DIR, "package.json"), JSON.stringify({ name: "bad-input-program", private: true, main: "index.js" }));
+  fs.writeFileSync(
+    path.join(PROGRAM_DIR, "index.js"),
+    [
+      `const pulumi = require("@pulumi/pulumi");`,
+      `const { Instance } = require(${JSON.stringify(path.join(ROOT, "bin", "sdk"))});`,
+      `const specs = JSON.parse(new pulumi.Config().require("specs"));`,
+      `for (const [name, spec] of Object.entries(specs)) new Instance(name, spec);`,
+      ``,
+    ].join("\n"),
+  );
+}
+async function setSpecs(s: Record<string, Spec>): Promise<void> {
+  await stack.setConfig("specs", JSON.stringify(s));
+}
 
 const existing: Spec = { name: EXISTING, image: "busybox", remote: "s1" };
 const ok = (over: Spec): Spec => ({ name: `${PREFIX}bad`, image: "busybox", remote: "s1", ...over });
@@ -217,8 +234,9 @@ beforeAll(async () => {
     if (Date.now() - fs.statSync(p).mtimeMs > STALE_MS) fs.rmSync(p, { recursive: true, force: true });
   }
   await makeObserverConf();
-  specs.current = { existing };
-  stack = await TestStack.create({ projectName: "bad-input", program });
+  writeProgram();
+  stack = await TestStack.fromDir(PROGRAM_DIR, { specs: JSON.stringify({ existing }) });
+  await setSpecs({ existing });
   // The engine (and the provider it starts) sees the observer's lxc config.
   stack.stack.workspace.envVars.LXD_CONF = confDir;
   beforeSetup = sizes();
@@ -250,7 +268,7 @@ describe("bad inputs are refused at check/preview, naming the field and the rule
   });
 
   it.each(CASES.map((c) => [c.title, c] as const))("%s", async (_title, c) => {
-    specs.current = c.change ? { existing: { ...existing, ...c.change } } : { existing, bad: c.bad! };
+    await setSpecs(c.change ? { existing: { ...existing, ...c.change } } : { existing, bad: c.bad! });
     const resource = c.change ? "existing" : "bad";
     let message = "";
     let errors: string[] = [];
@@ -302,5 +320,4 @@ describe("bad inputs are refused at check/preview, naming the field and the rule
   });
 });
 
-// Keep the import used: the inline program runs in this process with this copy of @pulumi/pulumi.
-void pulumi;
+
