@@ -6,6 +6,7 @@
  */
 import type { Estate } from "./estate";
 import { INCOMING_KEY, MARKER_KEY } from "./inputs";
+import type { LxdClient, Operation } from "./lxd/client";
 import { PlacementError } from "./lxd/errors";
 import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import type { Facts, Placement } from "./planner";
@@ -71,6 +72,43 @@ export async function findCopies(estate: Estate, id: string, hint?: Placement, o
   return out;
 }
 
+/** How long settle waits for a transfer an interrupted run left running on a partial copy. */
+const LEFTOVER_TRANSFER_WAIT_MS = 120_000;
+
+/**
+ * Wait (bounded) until no LXD operation still works on instance `name` of the client's project.
+ * A run killed mid-move leaves its transfer running inside LXD (pull and push are server to
+ * server). Deleting the partial copy under it makes that transfer fail, and LXD's cleanup of the
+ * failed transfer then removes the volume of the next copy of the same name while it is being
+ * written (seen on 5.0.2: "Rsync receive failed ... No such file or directory").
+ */
+async function waitTransfersOn(c: LxdClient, name: string, where: string): Promise<void> {
+  const project = c.project;
+  const ours = (op: Operation) =>
+    Object.values((op as { resources?: Record<string, string[] | null> }).resources ?? {})
+      .flatMap((urls) => urls ?? [])
+      .some((u) => {
+        const [p, q] = u.split("?");
+        return p === `/1.0/instances/${encodeURIComponent(name)}` && (new URLSearchParams(q ?? "").get("project") ?? "default") === project;
+      });
+  const ops = await c.get<{ running?: Operation[] | null }>("/operations", undefined, { query: { recursion: "1" }, noTarget: true });
+  const deadline = Date.now() + LEFTOVER_TRANSFER_WAIT_MS;
+  for (const op of (ops.running ?? []).filter(ours)) {
+    try {
+      await c.wait(op.id, Math.max(1_000, deadline - Date.now()));
+    } catch (e) {
+      if (PlacementError.is(e) && e.code === "LXDP_TIMEOUT") {
+        throw new PlacementError(
+          `a transfer left by an interrupted move is still writing the partial copy at ${where} (operation ${op.id})`,
+          c.ctx({ instance: name, operation: op.id }),
+          "Run again once it has ended; nothing was changed",
+        );
+      }
+      // The operation failed or vanished: either way it has ended.
+    }
+  }
+}
+
 /**
  * Settle leftovers of an interrupted move (P5) and return the one authoritative copy, or
  * undefined when none exists. Rules: a copy marked `incoming` beside an unmarked-or-outgoing one
@@ -90,6 +128,7 @@ export async function settle(estate: Estate, copies: Found[], log: (s: string) =
   if (settled.length >= 1) {
     for (const c of incoming) {
       log(`removing the partial copy at ${where(c)} left by an interrupted move (P5)`);
+      await waitTransfersOn(client(c), c.instance.name, where(c));
       await deleteInstance(client(c), c.instance.name);
     }
     if (settled.length === 1) {
