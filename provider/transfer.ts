@@ -77,23 +77,40 @@ function body(spec: CopySpec, source: Record<string, unknown>) {
   };
 }
 
-/** Wait on both sides; on failure cancel the other side so no half-open operation lingers. */
+/**
+ * Wait on both sides; on failure cancel the other side so no half-open operation lingers. LXD
+ * cannot cancel a migration operation, and a side whose peer is frozen or gone may wait on it
+ * for the whole move's deadline (migration.timeoutSeconds, 15 min by default): once one side has
+ * failed, the other gets one request deadline to end, then the move fails with the first error.
+ */
 async function waitBoth(src: LxdClient, srcOp: Operation | undefined, dst: LxdClient, dstOp: Operation | undefined, timeoutMs: number) {
+  let firstFailure!: (e: unknown) => void;
+  const failedFirst = new Promise<unknown>((resolve) => (firstFailure = resolve));
   const w = async (c: LxdClient, op: Operation | undefined, other: () => Promise<void>) => {
     if (!op) return;
     try {
       await c.wait(op, timeoutMs);
     } catch (e) {
+      firstFailure(e);
       await other();
       throw e;
     }
   };
-  const results = await Promise.allSettled([
+  const both = Promise.allSettled([
     w(dst, dstOp, async () => (srcOp ? src.cancel(srcOp.id) : undefined)),
     w(src, srcOp, async () => (dstOp ? dst.cancel(dstOp.id) : undefined)),
   ]);
-  const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
-  if (failed) throw failed.reason;
+  const graceMs = Math.min(src.defaultTimeoutMs, dst.defaultTimeoutMs);
+  let timer: NodeJS.Timeout | undefined;
+  const gaveUp = failedFirst.then((e) => new Promise<{ gaveUp: unknown }>((r) => (timer = setTimeout(() => r({ gaveUp: e }), graceMs))));
+  try {
+    const results = await Promise.race([both, gaveUp]);
+    if (!Array.isArray(results)) throw results.gaveUp;
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+    if (failed) throw failed.reason;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
 }
 
 export async function copyPull(src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
