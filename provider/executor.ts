@@ -222,7 +222,11 @@ function targetClient(ctx: MoveContext): LxdClient {
 async function abandon(ctx: MoveContext, copyName: string, moveId: string): Promise<string> {
   const { estate, plan, found } = ctx;
   const notes: string[] = [];
-  const tgt = estate.client(plan.to.remote, plan.to.project).withTimeout(20_000);
+  // Cleanup gives up sooner than a normal request, never later: with a shorter configured
+  // deadline (LXD_PLACEMENT_REQUEST_TIMEOUT_MS), a frozen server holds the failed move that long.
+  const cleanupMs = (c: LxdClient) => Math.min(20_000, c.defaultTimeoutMs);
+  const tgt0 = estate.client(plan.to.remote, plan.to.project);
+  const tgt = tgt0.withTimeout(cleanupMs(tgt0));
   let copyGone = true;
   try {
     const got = await getInstance(tgt, copyName);
@@ -238,7 +242,8 @@ async function abandon(ctx: MoveContext, copyName: string, moveId: string): Prom
   // the next run's lookup (findCopies) search every remote and settle remove the copy (P5).
   // Cleared, the lookup stops at the unmarked source, and the leftover blocks every later move.
   if (copyGone) {
-    const src = estate.client(found.remote, found.instance.project).withTimeout(20_000);
+    const src0 = estate.client(found.remote, found.instance.project);
+    const src = src0.withTimeout(cleanupMs(src0));
     await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: "" } }).catch(() => undefined);
   }
   return notes.join("; ");
