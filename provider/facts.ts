@@ -8,7 +8,7 @@ import type { Estate } from "./estate";
 import { INCOMING_KEY, MARKER_KEY } from "./inputs";
 import type { LxdClient, Operation } from "./lxd/client";
 import { PlacementError } from "./lxd/errors";
-import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
+import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, setState, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import type { Facts, Placement } from "./planner";
 
 export const OUTGOING_KEY = "user.lxd-placement.outgoing";
@@ -110,6 +110,21 @@ async function waitTransfersOn(c: LxdClient, name: string, where: string): Promi
 }
 
 /**
+ * LXD freezes a running container while it makes a consistent copy of it, and a daemon that dies
+ * mid-copy leaves it Frozen, or stuck Freezing, when it comes back (seen on 5.0.2). The source's
+ * outgoing mark says that copy was ours: give the container back the running state it had. LXD
+ * unfreezes only a Frozen container, so a Freezing one is first frozen all the way.
+ */
+async function thawLeftFrozen(c: LxdClient, f: Found, log: (s: string) => void): Promise<void> {
+  const s = f.instance.status;
+  if (s !== "Frozen" && s !== "Freezing") return;
+  log(`${f.remote}:${f.instance.project}/${f.instance.name} was left ${s.toLowerCase()} by the interrupted move's copy: thawing it (P5)`);
+  if (s === "Freezing") await setState(c, f.instance.name, "freeze");
+  await setState(c, f.instance.name, "unfreeze");
+  f.instance.status = "Running";
+}
+
+/**
  * Settle leftovers of an interrupted move (P5) and return the one authoritative copy, or
  * undefined when none exists. Rules: a copy marked `incoming` beside an unmarked-or-outgoing one
  * is partial (delete it); an `outgoing` source beside a committed copy is finished (delete it);
@@ -134,6 +149,7 @@ export async function settle(estate: Estate, copies: Found[], log: (s: string) =
     if (settled.length === 1) {
       const only = settled[0];
       if (only.instance.config[OUTGOING_KEY]) {
+        await thawLeftFrozen(client(only), only, log);
         await clear(only, OUTGOING_KEY);
         // An interrupted near-live cutover may have stopped the source: the caller converges power state.
       }
