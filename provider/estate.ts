@@ -10,12 +10,29 @@ import { listClusterGroups, listMembers, listPools, listProjects } from "./lxd/r
 import type { Capabilities } from "./planner";
 
 const CACHE_MS = 20_000;
+/** How long a finished instance list may be reused by callers that do not ask for a fresh one. */
+const LIST_CACHE_MS = 3_000;
+
+interface ListFlight {
+  /** When the request was sent. */
+  at: number;
+  value: Promise<Instance[]>;
+  done: boolean;
+  /** Failed, or forgotten: no caller takes it any more. */
+  expired: boolean;
+}
+interface ListState {
+  /** The latest list of the remote, in flight or finished. */
+  current?: ListFlight;
+  /** The list that starts when the current one ends, shared by the callers waiting for it. */
+  next?: Promise<Instance[]>;
+}
 
 export class Estate {
   readonly remotes: RemoteSet;
   private pool: ClientPool;
   private caps = new Map<string, { at: number; value: Promise<Capabilities> }>();
-  private lists = new Map<string, { at: number; value: Promise<Instance[]> }>();
+  private lists = new Map<string, ListState>();
 
   constructor(env: NodeJS.ProcessEnv = process.env, stackRemotes: StackRemotes = {}) {
     this.remotes = loadRemotes(env, stackRemotes);
@@ -58,14 +75,52 @@ export class Estate {
     };
   }
 
-  /** All instances of a remote in every project: one request, cached briefly (P6 reads, O(remotes)). */
+  /**
+   * All instances of a remote in every project: one request (P6 reads, O(remotes)). At most one
+   * list per remote is in flight at a time, and callers share it:
+   *
+   * - A plain caller (refresh's read, member load) takes the list in flight, or one started less
+   *   than LIST_CACHE_MS ago. It may predate the call: fine for reporting, and for read's settle,
+   *   because the marks settle acts on change only through this provider's own create, update and
+   *   delete, which the engine never runs beside a read of the same resource (and which re-list
+   *   with `fresh`).
+   * - A `fresh` caller (a safety decision: P5, the instance exists exactly once) gets a list that
+   *   was sent after its call began, never an older one, so a move that has just finished is
+   *   seen. If none is in flight it starts one; if one is, that list may predate the change the
+   *   caller must see, so it waits for it to end and then shares the single list that starts
+   *   next with every caller that queued meanwhile. A burst of fresh callers costs at most two
+   *   lists per remote, one after the other.
+   */
   instances(remote: string, opts: { fresh?: boolean } = {}): Promise<Instance[]> {
-    const hit = this.lists.get(remote);
-    if (hit && !opts.fresh && Date.now() - hit.at < 3_000) return hit.value;
-    const value = listInstances(this.client(remote), { allProjects: true });
-    value.catch(() => this.lists.delete(remote));
-    this.lists.set(remote, { at: Date.now(), value });
-    return value;
+    let s = this.lists.get(remote);
+    if (!s) this.lists.set(remote, (s = {}));
+    const cur = s.current;
+    if (cur && !opts.fresh && !cur.expired && (!cur.done || Date.now() - cur.at < LIST_CACHE_MS)) return cur.value;
+    if (s.next) return s.next; // not sent yet: newer than this call
+    if (cur && !cur.done) {
+      const state = s;
+      state.next ??= cur.value
+        .then(
+          () => undefined,
+          () => undefined,
+        )
+        .then(() => {
+          state.next = undefined;
+          return this.startList(remote, state).value;
+        });
+      return state.next;
+    }
+    return this.startList(remote, s).value;
+  }
+
+  private startList(remote: string, s: ListState): ListFlight {
+    const f: ListFlight = { at: Date.now(), value: listInstances(this.client(remote), { allProjects: true }), done: false, expired: false };
+    f.value.then(
+      () => (f.done = true),
+      () => (f.done = f.expired = true),
+    );
+    s.current = f;
+    return f;
   }
 
   /** Instances per member, for choosing inside a cluster group. */
@@ -78,11 +133,17 @@ export class Estate {
   forget(remote?: string): void {
     if (remote) {
       this.caps.delete(remote);
-      this.lists.delete(remote);
+      this.expireList(remote);
     } else {
       this.caps.clear();
-      this.lists.clear();
+      for (const r of this.lists.keys()) this.expireList(r);
     }
+  }
+
+  /** No caller takes this remote's current list any more; one still in flight keeps later lists queued behind it. */
+  private expireList(remote: string): void {
+    const cur = this.lists.get(remote)?.current;
+    if (cur) cur.expired = true;
   }
 
   async close(): Promise<void> {

@@ -38,11 +38,15 @@ const owned = (i: Instance, id: string) => i.config[MARKER_KEY] === id;
 /**
  * Every copy of the instance with this marker. Looks at the last known placement first (one
  * GET); only when the instance is not there, or a move left marks, does it list every remote.
+ * Those lists are fresh (sent after this call began: see Estate.instances) unless `shared`,
+ * which refresh's read asks for so that its concurrent lookups list each remote once.
  */
-export async function findCopies(estate: Estate, id: string, hint?: Placement, opts: { everywhere?: boolean } = {}): Promise<Found[]> {
+export async function findCopies(estate: Estate, id: string, hint?: Placement, opts: { everywhere?: boolean; shared?: boolean } = {}): Promise<Found[]> {
+  // The implicit `local` is searched only when it has a socket (see loadRemotes), or when the
+  // state says the instance is there: an unreachable daemon then fails the lookup, never "gone".
+  const names = hint?.remote === "local" && !estate.remotes.names.includes("local") ? [...estate.remotes.names, "local"] : estate.remotes.names;
   if (hint && !opts.everywhere) {
     try {
-      const names = estate.remotes.names;
       if (names.includes(hint.remote)) {
         const got = await getInstance(estate.client(hint.remote, hint.project), hint.name);
         if (got && owned(got.instance, id) && !got.instance.config[INCOMING_KEY] && !got.instance.config[OUTGOING_KEY]) {
@@ -57,9 +61,9 @@ export async function findCopies(estate: Estate, id: string, hint?: Placement, o
   const out: Found[] = [];
   const errors: string[] = [];
   await Promise.all(
-    estate.remotes.names.map(async (r) => {
+    names.map(async (r) => {
       try {
-        for (const i of await estate.instances(r, { fresh: true })) if (owned(i, id)) out.push({ remote: r, instance: i });
+        for (const i of await estate.instances(r, { fresh: !opts.shared })) if (owned(i, id)) out.push({ remote: r, instance: i });
       } catch (e) {
         if (r === "local" && !(hint?.remote === "local")) return; // no local daemon: normal
         errors.push(`${r}: ${(e as Error).message}`);
@@ -181,8 +185,8 @@ export async function settle(estate: Estate, copies: Found[], log: (s: string) =
 }
 
 /** Locate and settle: the one place the instance is, or undefined if it is gone everywhere. */
-export async function locate(estate: Estate, id: string, hint?: Placement, log?: (s: string) => void): Promise<Found | undefined> {
-  return settle(estate, await findCopies(estate, id, hint), log);
+export async function locate(estate: Estate, id: string, hint?: Placement, log?: (s: string) => void, opts: { shared?: boolean } = {}): Promise<Found | undefined> {
+  return settle(estate, await findCopies(estate, id, hint, opts), log);
 }
 
 export async function ensurePower(estate: Estate, f: Found, running: boolean): Promise<void> {

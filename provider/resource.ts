@@ -276,7 +276,8 @@ async function adoptInstance(e: Estate, d: Desired, i: Instance, c: LxdClient, l
 /** read (refresh): report where the instance really is (P6); gone everywhere = empty id. */
 export async function read(id: string, props: Record<string, unknown>): Promise<{ id: string; props: Record<string, unknown> }> {
   const e = estate();
-  const found = await locate(e, id, placementOf(props), (s) => log(String(props.name ?? id), s));
+  // The engine reads many resources at once: those whose hint misses share each remote's list.
+  const found = await locate(e, id, placementOf(props), (s) => log(String(props.name ?? id), s), { shared: true });
   if (!found) return { id: "", props: {} };
   const i = found.instance;
   const location = i.location && i.location !== "none" ? i.location : "";

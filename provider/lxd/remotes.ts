@@ -26,6 +26,7 @@ export interface Remote {
 export interface RemoteSet {
   confDir: string;
   defaultRemote: string;
+  /** The remotes to search. The implicit `local` is among them only if its socket exists; get() resolves it either way. */
   names: string[];
   get(name: string): Remote;
 }
@@ -78,7 +79,12 @@ export const StackRemotesSchema = z.record(
 );
 export type StackRemotes = z.infer<typeof StackRemotesSchema>;
 
-/** Load remotes from `$LXD_CONF/config.yml`. A missing file means only the local socket exists. */
+/**
+ * Load remotes from `$LXD_CONF/config.yml`. A missing file means only the local socket exists.
+ * `lxc` always knows a `local` remote, even when its config names none: so does get(). It is
+ * searched (in `names`) only when the config names it or its socket exists, so that hosts without
+ * a local daemon do not probe it on every lookup.
+ */
 export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRemotes = {}): RemoteSet {
   const dir = confDir(env);
   const file = path.join(dir, "config.yml");
@@ -89,11 +95,14 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRe
     if (!r.success) throw new RemoteConfigError(`cannot read ${file}: ${r.error.issues[0]?.message}`);
     parsed = r.data;
   }
+  const implicitLocal = !parsed.remotes?.local && !stack.local;
   const entries: Record<string, { addr: string }> = { local: { addr: "unix://" }, ...(parsed.remotes ?? {}) };
   const clientCert = readIf(path.join(dir, "client.crt"));
   const clientKey = readIf(path.join(dir, "client.key"));
   for (const [n, r] of Object.entries(stack)) entries[n] = { addr: r.addr };
-  const names = Object.keys(entries).filter((n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n));
+  const names = Object.keys(entries).filter(
+    (n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n) && !(n === "local" && implicitLocal && !fs.existsSync(localSocket(env))),
+  );
   const defaultRemote = parsed["default-remote"] ?? "local";
   return {
     confDir: dir,
@@ -101,7 +110,7 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRe
     names,
     get(name: string): Remote {
       const e = entries[name];
-      if (!e || !names.includes(name)) {
+      if (!e || !(names.includes(name) || (name === "local" && implicitLocal))) {
         throw new RemoteConfigError(
           `unknown remote "${name}"`,
           { remote: name, field: "remote" },

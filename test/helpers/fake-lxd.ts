@@ -6,7 +6,7 @@
  *   GET  /1.0                                  server info (extensions, certificate, addresses)
  *   GET  /1.0/projects, /1.0/storage-pools     what capabilities read
  *   GET  /1.0/storage-pools/P/volumes/T/N      404 unless an instance N exists here
- *   GET  /1.0/instances[?recursion=1]          list
+ *   GET  /1.0/instances[?recursion=1]          list (optionally slow: `listDelayMs`)
  *   GET  /1.0/instances/{name}                 one instance, with an ETag
  *   POST /1.0/instances/{name}                 migration source (pull/relay) or push to a target
  *   POST /1.0/instances                        target of a migration (pull or push mode)
@@ -148,6 +148,8 @@ export interface FakeLxdOptions {
   relayCloseAfterSend?: boolean;
   /** The target answers each end of stream with frames of its own (default true). */
   relayTargetReplies?: boolean;
+  /** GET /1.0/instances answers this long after it arrived, with the instances as they were then (a big server's slow list). */
+  listDelayMs?: number;
 }
 
 export const PEM = "-----BEGIN CERTIFICATE-----\nMIIBfakeLXDcertificateForContractTestsOnly\n-----END CERTIFICATE-----\n";
@@ -239,6 +241,9 @@ export class FakeLxd {
   readonly websockets: WsConnection[] = [];
   readonly instances = new Map<string, FakeInstance>();
   readonly operations = new Map<string, FakeOperation>();
+  /** Instance lists (GET /1.0/instances) being answered now, and the most at any one time. */
+  listsInFlight = 0;
+  maxListsInFlight = 0;
   private readonly server: http.Server;
   private readonly wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
   private readonly waiters = new Set<{ op: FakeOperation; done: () => void }>();
@@ -529,7 +534,13 @@ export class FakeLxd {
     if (coll === "instances" && !name) {
       if (r.method === "GET") {
         const list = [...this.instances.values()];
-        return sync(r.query.recursion ? list.map((i) => this.view(i)) : list.map((i) => `/1.0/instances/${i.name}`));
+        const snapshot = JSON.parse(JSON.stringify(r.query.recursion ? list.map((i) => this.view(i)) : list.map((i) => `/1.0/instances/${i.name}`)));
+        this.maxListsInFlight = Math.max(this.maxListsInFlight, ++this.listsInFlight);
+        const answer = () => {
+          this.listsInFlight--;
+          sync(snapshot);
+        };
+        return this.opts.listDelayMs ? this.later(this.opts.listDelayMs, answer) : answer();
       }
       if (r.method === "POST") return async(this.createTarget(body));
     }
