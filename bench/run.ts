@@ -3,18 +3,29 @@
  * what LXD's own CLI (or a floor measured by hand) costs on the same sandbox, in one process.
  *
  *   move.*       a cold move (stopped instance) by the provider's update() vs `lxc move`, same mode
- *   downtime.*   a running container moved s1 -> s2: stop-move-start vs near-live vs floors
+ *   downtime.*   a running container moved s1 -> s2, small and big: stop-move-start vs near-live vs floors
  *   relay.*      MB/s of the provider's relay vs `lxc move --mode relay` (from the move runs)
  *   read.*       refresh of 200 instances: LXD requests and time per resource
+ *   drain.*      cluster member m3 drained through the policy vs `lxc cluster evacuate` (bench/drain.ts)
+ *
+ * Names: move.<mode>.cross-remote.<size>, move.target.cross-member.<size>, downtime.<strategy>.<size>
+ * with <size> `small` (the busybox image alone) or `<BENCH_BIG_MB>MB` (plus that many MiB of
+ * random data). A figure's baseline is named by a stable identifier: another figure's name
+ * (downtime.stop-move-start.400MB) or a tool (lxc-move, lxc-cluster-evacuate).
+ *
+ * Options (`npm run bench -- ...`): --json FILE writes the figures as a JSON array (name, value,
+ * unit, baseline, baselineValue, ratio, ...); --chart FILE writes the downtime chart (SVG), which
+ * every run also writes to .sandbox/bench/downtime.svg.
  *
  * The provider is called in-process (`update`, `read`, as the dynamic provider host calls them),
  * so the Pulumi engine's start-up is not in its figures; `lxc` runs as a child process, so the
  * CLI's start-up is in its figures (overhead.lxc-query shows how much that is).
  *
- * Environment: BENCH_ONLY=move,downtime,relay,read (default all), BENCH_BIG_MB (400),
+ * Environment: BENCH_ONLY=move,downtime,relay,read,drain (default all), BENCH_BIG_MB (400),
  * BENCH_REPS_SMALL (2), BENCH_REPS_BIG (1), BENCH_REPS_DOWNTIME (1), BENCH_READ_N (200),
  * BENCH_READ_REPS (3), BENCH_READ_STALE_N (10), BENCH_DOWNTIME_LXC=1; to look closer at some
- * move cases: BENCH_CASES=pull,push,relay,member and BENCH_SIZES=small,big.
+ * move cases: BENCH_CASES=pull,push,relay,member and BENCH_SIZES=small,big (sizes apply to the
+ * downtime part too); the drain part's own knobs are BENCH_DRAIN_* (bench/drain.ts).
  *
  * Each rep of a move case is four legs, provider and lxc interleaved so that both get both
  * directions and a steady drift of the machine's speed cancels out: provider there, lxc back,
@@ -31,8 +42,22 @@ import { loadRemotes } from "../provider/lxd/remotes";
 import { createInstance, deleteInstance, getInstance } from "../provider/lxd/instances";
 import { MARKER_KEY } from "../provider/inputs";
 import { deadline, lxc, lxcWithCpu, pool, run, SANDBOX } from "./shell";
-import { figure, median, table, type Figure } from "./report";
+import { benchArgs, figure, fromDrain, median, table, toJson, USAGE, type BenchArgs, type Figure } from "./report";
 import { watch } from "./observer";
+import { downtimeChart } from "./chart";
+import { runDrainBench } from "./drain";
+
+let ARGS: BenchArgs;
+try {
+  ARGS = benchArgs(process.argv.slice(2));
+} catch (e) {
+  process.stderr.write(`bench: ${(e as Error).message}\n${USAGE}\n`);
+  process.exit(2);
+}
+if (ARGS.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
 
 process.env.LXD_CONF ??= path.join(SANDBOX, "lxc");
 
@@ -50,7 +75,7 @@ const READ_STALE_N = num(process.env.BENCH_READ_STALE_N, 10);
 const DOWNTIME_LXC = process.env.BENCH_DOWNTIME_LXC === "1";
 /** read() calls in flight at once in the c10 passes, as a refresh runs them (10). */
 const READ_CONCURRENCY = 10;
-const ALL_PARTS = ["move", "downtime", "relay", "read"] as const;
+const ALL_PARTS = ["move", "downtime", "relay", "read", "drain"] as const;
 const PARTS = new Set((process.env.BENCH_ONLY ?? ALL_PARTS.join(",")).split(",").map((s) => s.trim()).filter(Boolean));
 for (const p of PARTS) if (!(ALL_PARTS as readonly string[]).includes(p)) throw new Error(`BENCH_ONLY: unknown part "${p}" (parts: ${ALL_PARTS.join(", ")})`);
 function listEnv<T extends string>(name: string, all: readonly T[]): T[] {
@@ -60,6 +85,10 @@ function listEnv<T extends string>(name: string, all: readonly T[]): T[] {
 }
 const CASES = listEnv("BENCH_CASES", ["pull", "push", "relay", "member"] as const);
 const SIZES = listEnv("BENCH_SIZES", ["small", "big"] as const);
+type Size = (typeof SIZES)[number];
+/** The size as figure names carry it: `small`, or the big instances' data size (`400MB`). */
+const sizeLabel = (size: Size) => (size === "big" ? `${BIG_MB}MB` : "small");
+const moveName = (kind: Mode | "member", size: Size) => (kind === "member" ? `move.target.cross-member.${sizeLabel(size)}` : `move.${kind}.cross-remote.${sizeLabel(size)}`);
 
 /** Instances of this run carry this tag, so cleanup never touches another run's or person's. */
 const TAG = randomUUID().slice(0, 6);
@@ -270,7 +299,7 @@ async function moveCase(m: Managed, kind: Mode | "member", reps: number, key: st
   }
 }
 
-async function movePart(cases: (Mode | "member")[], sizes: ("small" | "big")[]): Promise<void> {
+async function movePart(cases: (Mode | "member")[], sizes: Size[]): Promise<void> {
   for (const size of sizes) {
     const reps = size === "big" ? REPS_BIG : REPS_SMALL;
     const needServers = cases.some((c) => c !== "member");
@@ -285,7 +314,7 @@ async function movePart(cases: (Mode | "member")[], sizes: ("small" | "big")[]):
     }
     for (const c of cases) {
       const m = c === "member" ? mem! : srv!;
-      await moveCase(m, c, reps, `move.${c}.${size}`);
+      await moveCase(m, c, reps, moveName(c, size));
     }
     for (const m of [srv, mem]) if (m) await provider.remove(m.id, m.outs).catch((e) => progress(`remove ${m.name}: ${(e as Error).message}`));
   }
@@ -296,11 +325,12 @@ function moveFigures(): void {
     const p = median(s.provider.map((x) => x.seconds));
     const l = median(s.lxc.map((x) => x.seconds));
     const kind = key.split(".")[1];
-    const base = kind === "member" ? "lxc move --target" : `lxc move --mode ${kind}`;
+    const base = kind === "target" ? "lxc move --target" : `lxc move --mode ${kind}`;
     const reqs = median(s.provider.map((x) => x.requests));
     figures.push(
       figure(key, "s", p, {
-        baselineName: base,
+        baselineName: "lxc-move",
+        baselineDetail: `${base}, same instance, ABBA`,
         baseline: l,
         target: { op: "<=", limit: 1.05 },
         samples: Math.min(s.provider.length, s.lxc.length),
@@ -309,19 +339,20 @@ function moveFigures(): void {
     );
     samples[key] = s;
   }
-  const r = moveSamples["move.relay.big"];
+  const r = moveSamples[moveName("relay", "big")];
   if (r && relayBytes) {
     const mb = relayBytes / 1024 / 1024;
     const p = median(r.provider.map((x) => mb / x.seconds));
     const l = median(r.lxc.map((x) => mb / x.seconds));
-    figures.push(figure("relay.throughput", "MiB/s", p, { baselineName: "lxc move --mode relay", baseline: l, samples: Math.min(r.provider.length, r.lxc.length), note: `${mb.toFixed(0)} MiB on disk (du -sb), cold move, both directions` }));
+    figures.push(figure("relay.throughput", "MiB/s", p, { baselineName: "lxc-move", baselineDetail: "lxc move --mode relay", baseline: l, samples: Math.min(r.provider.length, r.lxc.length), note: `${mb.toFixed(0)} MiB on disk (du -sb), cold move, both directions` }));
     const lc = r.lxc.map((x) => x.cpuSeconds).filter((x): x is number => x !== undefined);
     figures.push(
       figure("relay.cpu", "cpu-s", median(r.provider.map((x) => x.cpuSeconds)), {
-        baselineName: "lxc CLI process",
+        baselineName: "lxc-move",
+        baselineDetail: "CPU seconds of the lxc CLI process of lxc move --mode relay (GNU time)",
         baseline: lc.length ? median(lc) : null,
         samples: r.provider.length,
-        note: "CPU seconds of the relaying process per cold 400 MiB relay (provider: this Node process, whole update())",
+        note: `CPU seconds of the relaying process per cold ${BIG_MB} MiB relay (provider: this Node process, whole update())`,
       }),
     );
   }
@@ -330,13 +361,25 @@ function moveFigures(): void {
 // ---------------------------------------------------------------------------------------------
 // 2. downtime.*
 
-async function downtimePart(): Promise<void> {
-  const sms = await createManaged(`bench-dt-sms-${TAG}`, "s1", { running: true, migration: { strategy: "stop-move-start" } });
-  const nl = await createManaged(`bench-dt-nl-${TAG}`, "s1", { running: true });
-  const floorName = `bench-dt-floor-${TAG}`;
-  progress(`writing ${BIG_MB} MiB into two running containers`);
-  await fill("s1", sms.name, BIG_MB, true);
-  await fill("s1", nl.name, BIG_MB, true);
+async function downtimePart(sizes: Size[]): Promise<void> {
+  for (const size of sizes) await downtimeSize(size);
+}
+
+/**
+ * One size: a running container moved s1 -> s2 and back by the provider with stop-move-start and
+ * with the default (near-live), watched from outside; then the floors by hand with lxc.
+ * Figures: downtime.<strategy>.<size> as observed (the chart's bars), .reported as lastMove says.
+ */
+async function downtimeSize(size: Size): Promise<void> {
+  const L = sizeLabel(size);
+  const sms = await createManaged(`bench-dt-sms-${size}-${TAG}`, "s1", { running: true, migration: { strategy: "stop-move-start" } });
+  const nl = await createManaged(`bench-dt-nl-${size}-${TAG}`, "s1", { running: true });
+  const floorName = `bench-dt-floor-${size}-${TAG}`;
+  if (size === "big") {
+    progress(`writing ${BIG_MB} MiB into two running containers`);
+    await fill("s1", sms.name, BIG_MB, true);
+    await fill("s1", nl.name, BIG_MB, true);
+  }
   type Leg = { leg: string; reported: number; observed: number; frozen: number; duration: number; rounds?: number; strategy: string };
   const out = {
     smsProvider: [] as Leg[],
@@ -348,7 +391,7 @@ async function downtimePart(): Promise<void> {
     pollIntervalMs: [] as number[],
     errors: [] as string[],
   };
-  samples.downtime = out;
+  samples[`downtime.${L}`] = out;
   const eyes = new Estate();
   const both = (name: string) => [
     { remote: "s1", name },
@@ -361,7 +404,7 @@ async function downtimePart(): Promise<void> {
       const b = await lxcTimed(["start", `s1:${sms.name}`], 60_000);
       out.floorStopStart.push(a + b);
     }
-    progress(`floor stop+start: ${out.floorStopStart.map((x) => x.toFixed(2)).join(", ")}s`);
+    progress(`downtime ${L} floor stop+start: ${out.floorStopStart.map((x) => x.toFixed(2)).join(", ")}s`);
     // Provider: stop-move-start and near-live interleaved, each there and back, watched from outside.
     const leg = async (m: Managed, to: string, into: "smsProvider" | "nearLive") => {
       const from = to === "s2" ? "s1" : "s2";
@@ -378,7 +421,7 @@ async function downtimePart(): Promise<void> {
       };
       out[into].push(rec);
       out.pollIntervalMs.push(seen.meanIntervalMs);
-      progress(`downtime ${into} ${rec.leg}: strategy ${rec.strategy}, reported downtime ${rec.reported}s, observed ${rec.observed.toFixed(2)}s (frozen ${rec.frozen.toFixed(2)}s), move ${rec.duration}s`);
+      progress(`downtime ${L} ${into} ${rec.leg}: strategy ${rec.strategy}, reported downtime ${rec.reported}s, observed ${rec.observed.toFixed(2)}s (frozen ${rec.frozen.toFixed(2)}s), move ${rec.duration}s`);
       if (into === "nearLive" && rec.strategy !== "near-live") out.errors.push(`near-live leg ${rec.leg}: provider chose "${rec.strategy}"`);
     };
     for (let rep = 0; rep < REPS_DOWNTIME; rep++) {
@@ -396,7 +439,7 @@ async function downtimePart(): Promise<void> {
         return a + b + c;
       });
       out.smsLxc.push({ seconds: secs, observed: seen.unavailableSeconds, leg: `${from}->${to}` });
-      progress(`downtime lxc stop+move+start ${from}->${to}: ${secs.toFixed(2)}s (observed ${seen.unavailableSeconds.toFixed(2)}s)`);
+      progress(`downtime ${L} lxc stop+move+start ${from}->${to}: ${secs.toFixed(2)}s (observed ${seen.unavailableSeconds.toFixed(2)}s)`);
     }
     // Floor 2: what near-live could reach by hand. Pre-copy while running with
     // --allow-inconsistent (without it LXD freezes the container for the whole transfer), then
@@ -407,7 +450,7 @@ async function downtimePart(): Promise<void> {
     ];
     const pre = await watch(eyes, [{ remote: "s1", name: sms.name }], () => lxcTimed(["copy", `s1:${sms.name}`, `s2:${floorName}`, "--stateless", "--allow-inconsistent"]));
     out.floorPreCopy = { seconds: pre.result, frozen: pre.seen.frozenSeconds, observed: pre.seen.unavailableSeconds };
-    progress(`floor pre-copy --allow-inconsistent: ${pre.result.toFixed(2)}s, source unavailable ${pre.seen.unavailableSeconds.toFixed(2)}s (frozen ${pre.seen.frozenSeconds.toFixed(2)}s)`);
+    progress(`downtime ${L} floor pre-copy --allow-inconsistent: ${pre.result.toFixed(2)}s, source unavailable ${pre.seen.unavailableSeconds.toFixed(2)}s (frozen ${pre.seen.frozenSeconds.toFixed(2)}s)`);
     for (let i = 0; i < 2; i++) {
       const { result: secs, seen } = await watch(eyes, watchedFloor, async () => {
         const a = await lxcTimed(["stop", `s1:${sms.name}`], 60_000);
@@ -416,13 +459,13 @@ async function downtimePart(): Promise<void> {
         return a + b + c;
       });
       out.floorRefresh.push({ seconds: secs, observed: seen.unavailableSeconds });
-      progress(`floor stop+copy --refresh+start: ${secs.toFixed(2)}s (observed ${seen.unavailableSeconds.toFixed(2)}s)`);
+      progress(`downtime ${L} floor stop+copy --refresh+start: ${secs.toFixed(2)}s (observed ${seen.unavailableSeconds.toFixed(2)}s)`);
       await lxc(["stop", `s2:${floorName}`, "--force"], 60_000);
       await lxc(["start", `s1:${sms.name}`], 60_000);
     }
   } catch (e) {
     out.errors.push((e as Error).message);
-    progress(`downtime: FAILED: ${(e as Error).message}`);
+    progress(`downtime ${L}: FAILED: ${(e as Error).message}`);
   } finally {
     // The floor's copy carries the instance's marker: it must go before the provider looks again.
     await lxc(["delete", "--force", `s2:${floorName}`], 60_000).catch(() => undefined);
@@ -431,39 +474,49 @@ async function downtimePart(): Promise<void> {
   const med = (xs: Leg[], f: (l: Leg) => number) => median(xs.map(f));
   const err = out.errors.length ? `ERROR: ${out.errors.join("; ")}; ` : "";
   const res = `polled every ${median(out.pollIntervalMs)?.toFixed(0)} ms`;
+  const what = size === "big" ? `running busybox container with ${BIG_MB} MiB of random data` : "running busybox container, no data";
+  const n = (x: string) => `${x}.${L}`;
+  const smsObserved = med(out.smsProvider, (l) => l.observed);
+  const smsReported = med(out.smsProvider, (l) => l.reported);
+  const refreshObserved = median(out.floorRefresh.map((x) => x.observed));
+  const stopStart = median(out.floorStopStart);
   figures.push(
-    figure("downtime.near-live", "s", med(out.nearLive, (l) => l.reported), {
-      baselineName: "provider stop-move-start",
-      baseline: med(out.smsProvider, (l) => l.reported),
+    figure(n("downtime.near-live"), "s", med(out.nearLive, (l) => l.observed), {
+      baselineName: n("downtime.stop-move-start"),
+      baseline: smsObserved,
       target: { op: "<=", limit: 0.15 },
       samples: out.nearLive.length,
-      note: `${err}as the provider reports it (lastMove.downtimeSeconds); pre-copy rounds ${out.nearLive.map((x) => x.rounds).join(",")}`,
+      note: `${err}${what}; seconds in which no copy was Running, seen from outside (${res}); Frozen counts as down; pre-copy rounds ${out.nearLive.map((x) => x.rounds).join(",")}`,
     }),
-    figure("downtime.near-live.observed", "s", med(out.nearLive, (l) => l.observed), {
-      baselineName: "provider stop-move-start, observed",
-      baseline: med(out.smsProvider, (l) => l.observed),
+    figure(n("downtime.near-live.reported"), "s", med(out.nearLive, (l) => l.reported), {
+      baselineName: n("downtime.stop-move-start.reported"),
+      baseline: smsReported,
       target: { op: "<=", limit: 0.15 },
       samples: out.nearLive.length,
-      note: `seconds in which no copy was Running, seen from outside (${res}); Frozen counts as down`,
+      note: "as the provider reports it (lastMove.downtimeSeconds)",
     }),
-    figure("downtime.near-live.frozen", "s", med(out.nearLive, (l) => l.frozen), { samples: out.nearLive.length, note: "of the observed downtime, seconds the source was Frozen by LXD during pre-copy" }),
+    figure(n("downtime.near-live.frozen"), "s", med(out.nearLive, (l) => l.frozen), { samples: out.nearLive.length, note: "of the observed downtime, seconds the source was Frozen by LXD during pre-copy" }),
+    figure(n("downtime.near-live.vs-floor"), "s", med(out.nearLive, (l) => l.observed), { baselineName: n("downtime.floor.refresh"), baseline: refreshObserved, samples: out.nearLive.length, note: "both observed from outside" }),
     DOWNTIME_LXC
-      ? figure("downtime.stop-move-start", "s", med(out.smsProvider, (l) => l.reported), { baselineName: "lxc stop+move+start", baseline: median(out.smsLxc.map((x) => x.seconds)), samples: out.smsProvider.length, note: "provider lastMove.downtimeSeconds" })
-      : figure("downtime.stop-move-start", "s", med(out.smsProvider, (l) => l.reported), { samples: out.smsProvider.length, note: "provider lastMove.downtimeSeconds (BENCH_DOWNTIME_LXC=1 adds lxc stop+move+start beside it)" }),
-    figure("downtime.stop-move-start.observed", "s", med(out.smsProvider, (l) => l.observed), { baselineName: "as reported", baseline: med(out.smsProvider, (l) => l.reported), samples: out.smsProvider.length }),
-    figure("downtime.near-live.vs-floor", "s", med(out.nearLive, (l) => l.observed), { baselineName: "floor.refresh, observed", baseline: median(out.floorRefresh.map((x) => x.observed)), samples: out.nearLive.length, note: "both observed from outside" }),
-    figure("downtime.floor.refresh", "s", median(out.floorRefresh.map((x) => x.observed)), {
-      baselineName: "stop+start",
-      baseline: median(out.floorStopStart),
+      ? figure(n("downtime.stop-move-start"), "s", smsObserved, { baselineName: n("downtime.lxc-stop-move-start"), baseline: median(out.smsLxc.map((x) => x.observed)), samples: out.smsProvider.length, note: `observed from outside (${res})` })
+      : figure(n("downtime.stop-move-start"), "s", smsObserved, { samples: out.smsProvider.length, note: `observed from outside (${res}); BENCH_DOWNTIME_LXC=1 adds lxc stop+move+start beside it` }),
+    figure(n("downtime.stop-move-start.reported"), "s", smsReported, { baselineName: n("downtime.stop-move-start"), baseline: smsObserved, samples: out.smsProvider.length, note: "provider lastMove.downtimeSeconds, against the observed downtime" }),
+    ...(DOWNTIME_LXC
+      ? [figure(n("downtime.lxc-stop-move-start"), "s", median(out.smsLxc.map((x) => x.observed)), { samples: out.smsLxc.length, note: `by hand: lxc stop; lxc move; lxc start, observed (CLI wall time ${median(out.smsLxc.map((x) => x.seconds))?.toFixed(2)} s)` })]
+      : []),
+    figure(n("downtime.floor.refresh"), "s", refreshObserved, {
+      baselineName: n("downtime.floor.stop-start"),
+      baseline: stopStart,
       samples: out.floorRefresh.length,
       note: `by hand, observed: lxc stop; lxc copy --refresh; lxc start (CLI wall time ${median(out.floorRefresh.map((x) => x.seconds))?.toFixed(2)} s), after a pre-copy with --allow-inconsistent`,
     }),
-    figure("downtime.floor.pre-copy", "s", out.floorPreCopy?.observed ?? null, {
+    figure(n("downtime.floor.pre-copy"), "s", out.floorPreCopy?.observed ?? null, {
       samples: out.floorPreCopy ? 1 : 0,
       note: `source unavailable (frozen ${out.floorPreCopy?.frozen.toFixed(2)} s) during lxc copy --stateless --allow-inconsistent of the running container, which took ${out.floorPreCopy?.seconds.toFixed(1)} s`,
     }),
-    figure("downtime.floor.stop-start", "s", median(out.floorStopStart), { samples: out.floorStopStart.length, note: "lxc stop; lxc start (CLI wall time): the lowest possible" }),
-    figure("duration.near-live", "s", med(out.nearLive, (l) => l.duration), { baselineName: "provider stop-move-start", baseline: med(out.smsProvider, (l) => l.duration), samples: out.nearLive.length, note: "whole move (lastMove.durationSeconds)" }),
+    figure(n("downtime.floor.stop-start"), "s", stopStart, { samples: out.floorStopStart.length, note: "lxc stop; lxc start (CLI wall time): the lowest possible" }),
+    figure(n("duration.near-live"), "s", med(out.nearLive, (l) => l.duration), { baselineName: n("duration.stop-move-start"), baseline: med(out.smsProvider, (l) => l.duration), samples: out.nearLive.length, note: "whole move (lastMove.durationSeconds)" }),
+    figure(n("duration.stop-move-start"), "s", med(out.smsProvider, (l) => l.duration), { samples: out.smsProvider.length, note: "whole move (lastMove.durationSeconds)" }),
   );
   for (const m of [sms, nl]) await provider.remove(m.id, m.outs).catch((e) => progress(`remove ${m.name}: ${(e as Error).message}`));
 }
@@ -601,14 +654,14 @@ async function readPart(): Promise<void> {
     const listTarget = { op: "<=" as const, limit: remotes.length, on: "value" as const };
     for (const mode of ["seq", "c10"]) {
       figures.push(
-        figure(`read.hinted.${mode}.time`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "no-op async fn", baseline: ms(`noop.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
-        figure(`read.hinted.${mode}.vs-get`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "one raw GET /instances/{name}", baseline: ms(`floor-get.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
+        figure(`read.hinted.${mode}.time`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "noop-async-fn", baselineDetail: "a no-op async function per resource", baseline: ms(`noop.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
+        figure(`read.hinted.${mode}.vs-get`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "raw-get-instance", baselineDetail: "one raw GET /instances/{name} per instance", baseline: ms(`floor-get.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
       );
     }
     figures.push(
       figure("read.hinted.c10.requests", "req/instance", perInstance("hinted.c10"), { samples: runs["hinted.c10"]?.length, note: JSON.stringify(runs["hinted.c10"]?.[0]?.requests.byKind ?? {}) }),
       figure("read.hinted.c10.list-calls", "calls", lists("hinted.c10"), { target: listTarget, samples: runs["hinted.c10"]?.length, note: `for ${n} instances; target: O(remotes), ${remotes.length} remotes (${remotes.join(", ")})` }),
-      figure("read.stale.c10.time", "ms/resource", ms("stale.c10"), { baselineName: `one list per remote, once, /${n}`, baseline: ms("floor-list.all"), samples: 1, note: `state names the wrong remote (moved outside Pulumi); ${staleSample.length} of ${n} instances read` }),
+      figure("read.stale.c10.time", "ms/resource", ms("stale.c10"), { baselineName: "list-per-remote", baselineDetail: `one list per remote, once, divided by ${n}`, baseline: ms("floor-list.all"), samples: 1, note: `state names the wrong remote (moved outside Pulumi); ${staleSample.length} of ${n} instances read` }),
       figure("read.stale.c10.requests", "req/instance", perInstance("stale.c10"), { samples: 1, note: JSON.stringify(runs["stale.c10"]?.[0]?.requests.byKind ?? {}) }),
       figure("read.stale.c10.list-calls", "calls", lists("stale.c10"), {
         target: listTarget,
@@ -625,6 +678,38 @@ async function readPart(): Promise<void> {
     out.deleteSeconds = (performance.now() - d0) / 1000;
     progress(`deleted the read instances in ${(out.deleteSeconds as number).toFixed(1)}s`);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. drain.*  (bench/drain.ts: creates, drains, evacuates and deletes its own `drain-<tag>-N`)
+
+/** The member bench/drain.ts drains and evacuates. */
+const DRAIN_MEMBER = "m3";
+/** `drain-*` instances that were there before the drain part: not ours, never deleted. */
+let drainBefore: Set<string> | undefined;
+/** The drain part is under way: an interruption may leave the member evacuated. */
+let drainRunning = false;
+
+async function drainInstances(): Promise<{ name: string; project: string }[]> {
+  const list = JSON.parse((await lxc(["list", "cluster:", "--format", "json", "--all-projects"], 60_000)).stdout) as { name: string; project: string }[];
+  return list.filter((i) => i.name.startsWith("drain-"));
+}
+
+async function drainPart(): Promise<void> {
+  drainBefore = new Set((await drainInstances()).map((i) => `${i.project}/${i.name}`));
+  drainRunning = true;
+  let got: Figure[];
+  try {
+    got = (await runDrainBench()).map(fromDrain);
+  } catch (e) {
+    const msg = (e as Error).message;
+    progress(`drain: FAILED: ${msg}`);
+    notes.push(`drain: ${msg}`);
+    got = ["drain.wall", "drain.downtime.max"].map((name) => ({ ...figure(name, "s", null, { baselineName: "lxc-cluster-evacuate", baseline: null }), met: "no" as const, note: `ERROR: ${msg}` }));
+  } finally {
+    drainRunning = false;
+  }
+  figures.push(...got);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -655,6 +740,32 @@ async function cleanup(): Promise<void> {
     progress(`cleanup: deleting ${refs.length} leftover instance(s)`);
     await deleteNames(refs);
   }
+  if (drainBefore) await drainCleanup(drainBefore);
+}
+
+/**
+ * What the drain part left (bench/drain.ts cleans up after itself, but not when this process is
+ * interrupted): the member still evacuated, and `drain-*` instances that were not there before it.
+ */
+async function drainCleanup(before: Set<string>): Promise<void> {
+  if (drainRunning) {
+    try {
+      const members = JSON.parse((await lxc(["cluster", "list", "cluster:", "--format", "json"], 60_000)).stdout) as { server_name: string; status: string }[];
+      if (members.some((m) => m.server_name === DRAIN_MEMBER && /evacuat/i.test(m.status))) {
+        progress(`cleanup: restoring cluster member ${DRAIN_MEMBER}, left evacuated by the drain part`);
+        await lxc(["cluster", "restore", `cluster:${DRAIN_MEMBER}`, "--force"], 1_800_000);
+      }
+    } catch (e) {
+      progress(`cleanup: cannot check or restore ${DRAIN_MEMBER} (run \`lxc cluster restore cluster:${DRAIN_MEMBER}\`): ${(e as Error).message}`);
+    }
+  }
+  try {
+    const left = (await drainInstances()).filter((i) => !before.has(`${i.project}/${i.name}`));
+    if (left.length) progress(`cleanup: deleting ${left.length} instance(s) left by the drain part`);
+    for (const i of left) await lxc(["delete", "--force", `cluster:${i.name}`, "--project", i.project], 120_000).catch((e) => progress(`cleanup: ${i.name}: ${(e as Error).message}`));
+  } catch (e) {
+    progress(`cleanup: cannot list the drain part's instances: ${(e as Error).message}`);
+  }
 }
 
 async function overhead(): Promise<void> {
@@ -669,7 +780,41 @@ async function overhead(): Promise<void> {
     ys.push((performance.now() - s) / 1000);
   }
   await e.close();
-  figures.push(figure("overhead.lxc-query", "s", median(xs), { baselineName: "in-process GET /1.0", baseline: median(ys), samples: 5, note: "CLI start-up is inside every lxc figure; engine start-up is not inside the provider's" }));
+  figures.push(figure("overhead.lxc-query", "s", median(xs), { baselineName: "in-process-get", baselineDetail: "GET /1.0 by the provider's client, in-process", baseline: median(ys), samples: 5, note: "CLI start-up is inside every lxc figure; engine start-up is not inside the provider's" }));
+}
+
+/** The command that reproduces this run: the BENCH_* and provider settings in effect, and the options. */
+const command = [
+  ...Object.keys(process.env)
+    .filter((k) => (k.startsWith("BENCH_") && k !== "BENCH_ONLY") || k.startsWith("LXD_PLACEMENT_"))
+    .sort()
+    .map((k) => `${k}=${process.env[k]}`),
+  `BENCH_ONLY=${[...PARTS].join(",")}`,
+  "npm run bench",
+  ...(process.argv.length > 2 ? ["--", ...process.argv.slice(2)] : []),
+].join(" ");
+
+/** The downtime chart (always, beside results.json, and to --chart FILE) and --json FILE. */
+function writeOutputs(startedAt: string, head: string, cmd: string): string[] {
+  const written: string[] = [];
+  const write = (file: string, text: string) => {
+    const p = path.resolve(file);
+    fs.mkdirSync(path.dirname(p), { recursive: true });
+    fs.writeFileSync(p, text);
+    written.push(path.relative(process.cwd(), p));
+  };
+  const svg = downtimeChart(figures, {
+    subtitle: `observed from outside; run of ${startedAt.slice(0, 16).replace("T", " ")} UTC, HEAD ${head}, ${os.cpus().length} cores`,
+    description: `Produced by: ${cmd}`,
+  });
+  write(path.join(OUT_DIR, "downtime.svg"), svg);
+  if (ARGS.chart) {
+    // A run without the downtime part has no bars: keep the chart a previous run left there.
+    if (figures.some((f) => f.name.startsWith("downtime."))) write(ARGS.chart, svg);
+    else progress(`--chart ${ARGS.chart}: not written, this run has no downtime figures`);
+  }
+  if (ARGS.json) write(ARGS.json, `${JSON.stringify(toJson(figures), null, 2)}\n`);
+  return written;
 }
 
 async function main(): Promise<void> {
@@ -694,8 +839,9 @@ async function main(): Promise<void> {
     if (PARTS.has("move")) await movePart(CASES, SIZES);
     else if (PARTS.has("relay")) await movePart(["relay"], ["big"]);
     moveFigures();
-    if (PARTS.has("downtime")) await downtimePart();
+    if (PARTS.has("downtime")) await downtimePart(SIZES);
     if (PARTS.has("read")) await readPart();
+    if (PARTS.has("drain")) await drainPart();
   } catch (e) {
     failed = e;
     progress(`FAILED: ${(e as Error).stack ?? e}`);
@@ -704,21 +850,23 @@ async function main(): Promise<void> {
   }
   const result = {
     git,
-    command: `BENCH_ONLY=${[...PARTS].join(",")} BENCH_BIG_MB=${BIG_MB} npm run bench`,
+    command,
     startedAt: new Date(t0).toISOString(),
     seconds: Math.round((Date.now() - t0) / 1000),
     machine: { cpus: os.cpus().length, loadavgStart: load0, loadavgEnd: os.loadavg() },
     settings: { BIG_MB, REPS_SMALL, REPS_BIG, REPS_DOWNTIME, READ_N, READ_REPS, READ_CONCURRENCY },
-    figures,
+    figures: toJson(figures),
     notes,
     error: failed ? String((failed as Error).message ?? failed) : undefined,
     samples,
   };
   fs.writeFileSync(path.join(OUT_DIR, "results.json"), JSON.stringify(result, null, 2));
+  const written = writeOutputs(result.startedAt, git.head, command);
   stdoutWrite(`\n${table(figures)}\n`);
   for (const f of figures) if (f.note) stdoutWrite(`  ${f.name}: ${f.note}\n`);
   for (const n of notes) stdoutWrite(`note: ${n}\n`);
   stdoutWrite(`\n${figures.filter((f) => f.met === "yes").length} of ${figures.filter((f) => f.met !== "n/a").length} targets met; ${result.seconds}s; results in ${path.relative(process.cwd(), path.join(OUT_DIR, "results.json"))}\n`);
+  stdoutWrite(`command: ${command}\nwritten: ${written.join(", ")}\n`);
   providerLog.end();
   process.exitCode = failed ? 1 : 0;
 }
