@@ -27,7 +27,8 @@
  * LXD 5.0.2 freezes a running container for the whole of a non-live transfer on dir pools, so a
  * near-live move has two windows: the frozen pre-copy and the cutover. The drain therefore runs
  * with preCopyRounds 0 (BENCH_DRAIN_PRECOPY_ROUNDS): each further refresh round is another frozen
- * window about as long as the final delta.
+ * window about as long as the final delta. BENCH_DRAIN_STRATEGY=stop-move-start runs the drain
+ * (and the floor) with that strategy instead, to compare.
  *
  * Run alone: `node bin/bench/drain.js` (after `npx tsc -p .`, under `flock -s .sandbox-lock`);
  * bench/run.ts calls runDrainBench().
@@ -185,6 +186,8 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
   // On dir pools a refresh round costs about what the final delta costs (LXD walks the tree and
   // freezes the container for it), so extra pre-copy rounds only add frozen time: none by default.
   const preCopyRounds = process.env.BENCH_DRAIN_PRECOPY_ROUNDS ? Math.max(0, Math.floor(Number(process.env.BENCH_DRAIN_PRECOPY_ROUNDS))) : 0;
+  // "auto" (near-live for these containers) by default; "stop-move-start" to compare.
+  const strategy = (process.env.BENCH_DRAIN_STRATEGY ?? "auto") as "auto" | "near-live" | "stop-move-start";
   const waitS = num(process.env.BENCH_DRAIN_WAIT_S, 180);
   const tag = randomUUID().slice(0, 6);
   const names = Array.from({ length: N }, (_, k) => `drain-${tag}-${k + 1}`);
@@ -209,7 +212,7 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
     // 2. The near-live floor: one container with the 60 MB file moved alone, m3 -> m1 -> m3,
     //    with the drain's migration settings; its longest window as the same poller sees it.
     const probe = managed[0];
-    const migration = { preCopyRounds };
+    const migration = { preCopyRounds, strategy };
     const floors: number[] = [];
     const floorRec: number[] = [];
     for (const t of ["m1", DRAIN]) {
@@ -277,7 +280,7 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
     const eMax = others.length ? NaN : Math.max(...Object.values(evacDown));
     const wallRatio = policyWall / evacWall;
     if (retried.length) notes.push(`moves run again after a sandbox transfer failure (their time is in the figures): ${retried.length}`);
-    notes.push(`policy: ${N} containers (${Math.ceil(N / 2)} with ${BIG_MB} MB), maxUnavailable ${maxUnavailable}, preCopyRounds ${preCopyRounds}, process limits ${process.env.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE ?? 4}/remote ${process.env.LXD_PLACEMENT_MAX_MOVES ?? 8} overall; provider-measured downtime max ${Math.max(...recDown)}s`);
+    notes.push(`policy: ${N} containers (${Math.ceil(N / 2)} with ${BIG_MB} MB), strategy ${strategy} (${[...new Set(outs.map((o) => String((o.lastMove as { strategy: string }).strategy)))].join(", ")}), maxUnavailable ${maxUnavailable}, preCopyRounds ${preCopyRounds}, process limits ${process.env.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE ?? 4}/remote ${process.env.LXD_PLACEMENT_MAX_MOVES ?? 8} overall; provider-measured downtime max ${Math.max(...recDown)}s`);
     return [
       {
         name: "drain.wall",
