@@ -8,7 +8,7 @@ import type { Estate } from "./estate";
 import { INCOMING_KEY, MARKER_KEY } from "./inputs";
 import type { LxdClient, Operation } from "./lxd/client";
 import { PlacementError } from "./lxd/errors";
-import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, setState, startInstance, stopInstance, type Instance } from "./lxd/instances";
+import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
 import type { Facts, Placement } from "./planner";
 
 export const OUTGOING_KEY = "user.lxd-placement.outgoing";
@@ -123,8 +123,7 @@ async function thawLeftFrozen(c: LxdClient, f: Found, log: (s: string) => void):
   const s = f.instance.status;
   if (s !== "Frozen" && s !== "Freezing") return;
   log(`${f.remote}:${f.instance.project}/${f.instance.name} was left ${s.toLowerCase()} by the interrupted move's copy: thawing it (P5)`);
-  if (s === "Freezing") await setState(c, f.instance.name, "freeze");
-  await setState(c, f.instance.name, "unfreeze");
+  if (!(await thawStuck(c, f.instance.name, s))) await setState(c, f.instance.name, "unfreeze");
   f.instance.status = "Running";
 }
 
@@ -156,6 +155,10 @@ export async function settle(estate: Estate, copies: Found[], log: (s: string) =
         await thawLeftFrozen(client(only), only, log);
         await clear(only, OUTGOING_KEY);
         // An interrupted near-live cutover may have stopped the source: the caller converges power state.
+      } else if (only.instance.status === "Freezing") {
+        // Stuck (a run that cleared the mark saw it before the daemon reported it): never a
+        // state anyone keeps, and one that blocks start and stop.
+        await thawLeftFrozen(client(only), only, log);
       }
       return only;
     }

@@ -84,9 +84,22 @@ export async function setState(c: LxdClient, name: string, action: "start" | "st
   if (r.operation) await c.wait(r.operation, opts.waitMs ?? 120_000);
 }
 
+/**
+ * Thaw a container stuck "Freezing": a daemon that died while LXD froze the container for a copy
+ * leaves it so when it comes back (seen on 5.0.2), and then it takes neither start ("already
+ * running") nor stop. LXD unfreezes only a Frozen container, so the freeze is finished first.
+ */
+export async function thawStuck(c: LxdClient, name: string, status: string): Promise<boolean> {
+  if (status !== "Freezing") return false;
+  await setState(c, name, "freeze");
+  await setState(c, name, "unfreeze");
+  return true;
+}
+
 /** Stop, tolerating an instance that is already stopped. Falls back to force after the grace period. */
 export async function stopInstance(c: LxdClient, name: string, graceSeconds = 20): Promise<void> {
   const cur = await getInstance(c, name);
+  if (cur && (await thawStuck(c, name, cur.instance.status))) cur.instance.status = "Running";
   if (!cur || !isRunning(cur.instance)) return;
   try {
     await setState(c, name, "stop", { timeout: graceSeconds, waitMs: (graceSeconds + 30) * 1000 });
@@ -96,10 +109,21 @@ export async function stopInstance(c: LxdClient, name: string, graceSeconds = 20
   }
 }
 
+/**
+ * Start, tolerating an instance that is already running, also one that LXD itself started
+ * between our look and our request (a cluster member move restarts it): start is safe to repeat.
+ */
 export async function startInstance(c: LxdClient, name: string): Promise<void> {
   const cur = await getInstance(c, name);
+  if (cur && (await thawStuck(c, name, cur.instance.status))) return;
   if (cur && isRunning(cur.instance)) return;
-  await setState(c, name, "start");
+  try {
+    await setState(c, name, "start");
+  } catch (e) {
+    const again = await getInstance(c, name).catch(() => undefined);
+    if (again && again.instance.status === "Running") return;
+    throw e;
+  }
 }
 
 /** DELETE; a missing instance counts as deleted (delete is safe to repeat). */
