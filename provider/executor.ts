@@ -197,19 +197,32 @@ async function serverSide(ctx: MoveContext): Promise<{ downtimeMs: number; round
     failed = e;
   }
   // P4: whatever happened, a running instance we stopped runs again, wherever it now is.
-  if (stoppedAt !== undefined && d.running) {
-    await startInstance(c().withTimeout(60_000), name).catch((e) => ctx.log(`could not restart ${name}: ${(e as Error).message}`));
-  }
+  const power = stoppedAt !== undefined && d.running ? await startAgain(c(), name, ctx.log) : undefined;
   down.release();
   if (failed) {
     throw new MoveFailedError(
-      `move failed: ${(failed as Error).message}. The instance is at ${found.remote}:${project}/${name}${stoppedAt !== undefined && d.running ? " and was started again" : ""}; the next run continues from there`,
+      `move failed: ${(failed as Error).message}. The instance is at ${found.remote}:${project}/${name}${power ? `, ${power}` : ""}; the next run continues from there`,
       { remote: found.remote, project, instance: name },
       undefined,
       { cause: failed },
     );
   }
   return { downtimeMs: stoppedAt !== undefined ? Date.now() - stoppedAt : 0 };
+}
+
+/**
+ * P4 after a failed move: start again an instance the move stopped. Returns how it ended, for
+ * the error: a daemon that is down or frozen cannot start it, and the user must not read
+ * "started again" then; the next run starts it (it converges the power state).
+ */
+async function startAgain(c: LxdClient, name: string, log: (s: string) => void): Promise<string> {
+  try {
+    await startInstance(c.withTimeout(60_000), name);
+    return "started again";
+  } catch (e) {
+    log(`could not start ${name} again: ${(e as Error).message}`);
+    return `stopped: it could not be started again (${(e as Error).message.split("\n")[0]}); the next run starts it`;
+  }
 }
 
 function targetClient(ctx: MoveContext): LxdClient {
@@ -311,9 +324,9 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
     await patchInstance(tgt, name, { config: { [INCOMING_KEY]: "" } });
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
-    if (stoppedAt !== undefined) await startInstance(src.withTimeout(60_000), found.instance.name).catch(() => undefined);
+    const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
     down.release();
-    const state = live && wasRunning ? "still running (R15)" : wasRunning ? "running again" : "stopped, as before";
+    const state = live && wasRunning ? "still running (R15)" : again ?? (wasRunning ? "running" : "stopped, as before");
     throw new MoveFailedError(
       `move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${state}${notes ? `; ${notes}` : ""} (P5)`,
       { remote: found.remote, project: found.instance.project, instance: found.instance.name },
@@ -400,10 +413,10 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
     await patchInstance(tgt, name, { config: { [INCOMING_KEY]: "" } });
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
-    if (stoppedAt !== undefined) await startInstance(src.withTimeout(60_000), found.instance.name).catch(() => undefined);
+    const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
     down.release();
     throw new MoveFailedError(
-      `near-live move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${stoppedAt !== undefined ? "started again" : "running"}${notes ? `; ${notes}` : ""} (P5)`,
+      `near-live move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${again ?? "running"}${notes ? `; ${notes}` : ""} (P5)`,
       { remote: found.remote, project: found.instance.project, instance: found.instance.name },
       undefined,
       { cause: e },
