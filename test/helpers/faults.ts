@@ -81,9 +81,15 @@ export function thawAll(): void {
   for (const d of DAEMONS) signal(d, "SIGCONT");
 }
 
-/** `scripts/sandbox.sh up`: restarts dead daemons (and is a quick no-op when all run). */
+/**
+ * `scripts/sandbox.sh up`: restarts dead daemons (and is a quick no-op when all run). The
+ * daemons it starts outlive this run, so they must not inherit this process's descriptors: run
+ * under `flock .sandbox-lock npx jest ...`, a restarted daemon would otherwise keep the lock open
+ * (and held) for good, and lock every other user of the sandbox out.
+ */
 export async function sandboxUp(timeoutMs = 150_000): Promise<void> {
-  const r = await run("bash", [path.join(ROOT, "scripts/sandbox.sh"), "up"], { timeoutMs });
+  const closeFds = 'for f in /proc/$$/fd/*; do n=${f##*/}; if [ "$n" -gt 2 ]; then exec {n}>&-; fi; done; exec bash "$0" up';
+  const r = await run("bash", ["-c", closeFds, path.join(ROOT, "scripts/sandbox.sh")], { timeoutMs });
   if (r.code !== 0) throw new Error(`sandbox.sh up failed (${r.code}): ${r.stderr.trim().split("\n").slice(-8).join(" / ")}`);
 }
 
@@ -107,6 +113,32 @@ export async function restoreEstate(): Promise<{ restarted: Daemon[] }> {
   if (dead.length) await sandboxUp();
   await waitEstate();
   return { restarted: dead };
+}
+
+/**
+ * LXD 5.0.2 can lose an instance operation it was running when its daemon was frozen: a container
+ * that shut down meanwhile never reports its stop (the stop hook could not reach the frozen
+ * daemon), so "Stopping instance" stays Running for good and every later start, stop, delete or
+ * file access of that instance waits on it. Nothing but a restart of the daemon ends it.
+ * Returns such operations of `d`, created before `before`, that are still running after
+ * `graceMs`; an empty list when the daemon finished its work.
+ */
+export async function stuckInstanceOps(d: Daemon, before: number, graceMs = 30_000): Promise<string[]> {
+  const remote = d.startsWith("m") ? "cluster" : d;
+  const list = async () => {
+    const out = await lxc(["query", `${remote}:/1.0/operations?recursion=1`], { timeoutMs: 10_000 });
+    const ops = (JSON.parse(out) as { running?: { class: string; description: string; created_at: string; location: string; id: string }[] }).running ?? [];
+    return ops
+      .filter((o) => o.class === "task" && /instance/i.test(o.description) && Date.parse(o.created_at) < before)
+      .filter((o) => remote !== "cluster" || o.location === d)
+      .map((o) => `${o.description} (${o.id.slice(0, 8)}, since ${o.created_at.slice(11, 19)})`);
+  };
+  const t0 = Date.now();
+  for (;;) {
+    const stuck = await list();
+    if (!stuck.length || Date.now() - t0 >= graceMs) return stuck;
+    await sleep(1_000);
+  }
 }
 
 // ------------------------------------------------------------------------------ engine
@@ -179,7 +211,8 @@ export function dropStackLock(stackDir: string): number {
 
 /** Every copy of the provider-managed instance `id`, on every remote and project. */
 export async function copiesOf(id: string): Promise<Seen[]> {
-  return findEverywhere((s) => s.config?.[MARKER_KEY] === id);
+  const lists = await Promise.all(["s1", "s2", "cluster"].map((r) => findEverywhere((s) => s.config?.[MARKER_KEY] === id, [r])));
+  return lists.flat();
 }
 
 export const where = (s: Seen) => `${s.remote}:${s.project}/${s.name}${s.location && s.location !== "none" ? `@${s.location}` : ""}`;
