@@ -23,7 +23,9 @@ type Spec = Record<string, unknown>;
 const RUN = Math.random().toString(36).slice(2, 6);
 const PREFIX = `tl-${RUN}-`;
 const SECRET_NAME = `${PREFIX}sec`;
-const LOAD = 12;
+const LOAD = 20;
+/** Of the LOAD, these many move between servers (s1 -> s2); the rest between cluster members (m1 -> m2). */
+const CROSS = 12;
 const LIMIT = 3;
 const loadName = (i: number) => `${PREFIX}l${String(i).padStart(2, "0")}`;
 /** Leftovers of earlier, crashed runs: tl-* instances older than this are removed first. */
@@ -36,7 +38,7 @@ function programOf(specs: { current: Record<string, Spec> }) {
     const out: Record<string, unknown> = {};
     for (const [name, spec] of Object.entries(specs.current)) {
       const i = new Instance(name, spec as never);
-      out[name] = { remote: i.remote, status: i.status, moves: i.moves, lastMove: i.lastMove };
+      out[name] = { remote: i.remote, location: i.location, status: i.status, moves: i.moves, lastMove: i.lastMove };
     }
     return out;
   };
@@ -208,42 +210,58 @@ describe("trust: secrets stay out of the state and the output", () => {
   });
 });
 
-describe(`load: one up moves ${LOAD} running containers s1 -> s2, at most ${LIMIT} at a time on s2`, () => {
+describe(`load: one up moves ${LOAD} running containers, ${CROSS} s1 -> s2 and ${LOAD - CROSS} cluster m1 -> m2, at most ${LIMIT} at a time per remote`, () => {
   const specs = { current: {} as Record<string, Spec> };
   let stack: TestStack;
   const names = Array.from({ length: LOAD }, (_, i) => loadName(i));
-  const at = (remote: string) => Object.fromEntries(names.map((n) => [n, { name: n, image: "busybox", remote }]));
+  const cross = names.slice(0, CROSS);
+  const members = names.slice(CROSS);
+  // before: s1 and cluster member m1; after: s2 and member m2.
+  const at = (phase: "before" | "after") =>
+    Object.fromEntries([
+      ...cross.map((n) => [n, { name: n, image: "busybox", remote: phase === "before" ? "s1" : "s2" }]),
+      ...members.map((n) => [n, { name: n, image: "busybox", remote: "cluster", target: phase === "before" ? "m1" : "m2" }]),
+    ]);
+  const expected = (phase: "before" | "after") =>
+    [...cross.map((n) => `${phase === "before" ? "s1" : "s2"} ${n} Running`), ...members.map((n) => `cluster@${phase === "before" ? "m1" : "m2"} ${n} Running`)].sort();
+  const seenAs = (s: { remote: string; name: string; status: string; location?: string }) =>
+    `${s.remote}${s.remote === "cluster" ? `@${s.location}` : ""} ${s.name} ${s.status}`;
 
   beforeAll(async () => {
-    specs.current = at("s1");
+    specs.current = at("before");
     stack = await TestStack.create({ projectName: "load", program: programOf(specs), timeoutMs: 600_000 });
     stack.stack.workspace.envVars.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE = String(LIMIT);
   }, 120_000);
 
-  it(`creates ${LOAD} running containers on s1`, async () => {
+  it(`creates ${LOAD} running containers on s1 and m1`, async () => {
     const t = Date.now();
     const r = await stack.up();
-    console.log(`load: created ${LOAD} containers on s1 in ${((Date.now() - t) / 1000).toFixed(1)} s`);
+    console.log(`load: created ${LOAD} containers on s1 and m1 in ${((Date.now() - t) / 1000).toFixed(1)} s`);
     expect(names.map((n) => r.ops[n])).toEqual(names.map(() => "create"));
     const seen = await findEverywhere((s) => s.name.startsWith(PREFIX) && names.includes(s.name));
-    expect(seen.map((s) => `${s.remote} ${s.name} ${s.status}`).sort()).toEqual(names.map((n) => `s1 ${n} Running`));
+    expect(seen.map(seenAs).sort()).toEqual(expected("before"));
   }, 600_000);
 
-  it(`moves all ${LOAD} in one up, each exactly once, with at most ${LIMIT} copies in flight on s2`, async () => {
-    specs.current = at("s2");
-    let peak = 0;
+  it(`moves all ${LOAD} in one up, each exactly once, with at most ${LIMIT} moves in flight per remote`, async () => {
+    specs.current = at("after");
+    // A move is in flight on a remote while a copy of it there is marked incoming, or (a member
+    // move inside the cluster) while one of its copies there is not running.
+    const peak: Record<string, number> = { s2: 0, cluster: 0 };
+    const flight: Record<string, number> = { s2: 0, cluster: 0 };
     let polls = 0;
-    const samples: number[] = [];
     let done = false;
     const poll = (async () => {
       while (!done) {
-        const r = await run("lxc", ["list", "s2:", "-f", "json"], { timeoutMs: 30_000 });
-        if (r.code === 0) {
-          const list = JSON.parse(r.stdout) as { name: string; config: Record<string, string> }[];
-          const inFlight = list.filter((i) => i.name.startsWith(PREFIX) && i.config[INCOMING]).length;
-          polls++;
-          samples.push(inFlight);
-          peak = Math.max(peak, inFlight);
+        for (const remote of ["s2", "cluster"]) {
+          const r = await run("lxc", ["list", `${remote}:`, "-f", "json"], { timeoutMs: 30_000 });
+          if (r.code !== 0) continue;
+          const list = JSON.parse(r.stdout) as { name: string; status: string; config: Record<string, string> }[];
+          // A near-live copy inside the cluster runs under a temporary name, "<name>-lxdp-<id>".
+          const base = (n: string) => n.replace(/-lxdp-[0-9a-f]+$/, "");
+          const moving = new Set(list.filter((i) => names.includes(base(i.name)) && (i.config[INCOMING] || i.status !== "Running")).map((i) => base(i.name)));
+          if (remote === "s2") polls++;
+          if (moving.size) flight[remote]++;
+          peak[remote] = Math.max(peak[remote], moving.size);
         }
         await new Promise((ok) => setTimeout(ok, 200));
       }
@@ -257,24 +275,29 @@ describe(`load: one up moves ${LOAD} running containers s1 -> s2, at most ${LIMI
       await poll;
     }
     const seconds = (Date.now() - t) / 1000;
-    const flight = samples.reduce((a, n) => a + (n > 0 ? 1 : 0), 0);
     console.log(
-      `load: moved ${LOAD} running containers s1 -> s2 in ${seconds.toFixed(1)} s with LXD_PLACEMENT_MAX_MOVES_PER_REMOTE=${stack.stack.workspace.envVars.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE}; ` +
-        `peak copies in flight on s2: ${peak} (${polls} polls, ${flight} with a copy in flight)`,
+      `load: moved ${LOAD} running containers (${CROSS} s1 -> s2, ${LOAD - CROSS} m1 -> m2) in ${seconds.toFixed(1)} s with LXD_PLACEMENT_MAX_MOVES_PER_REMOTE=${stack.stack.workspace.envVars.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE}; ` +
+        `peak moves in flight: s2 ${peak.s2}, cluster ${peak.cluster} (${polls} polls; with a move in flight: s2 ${flight.s2}, cluster ${flight.cluster})`,
     );
     expect(names.map((n) => r.ops[n])).toEqual(names.map(() => "update"));
-    // Each exactly once: one move recorded per resource, and one copy of each, on s2, running.
-    for (const n of names) {
-      const o = r.outputs[n] as { remote: string; status: string; moves: number; lastMove: { kind: string; to: string } };
+    // Each exactly once: one move recorded per resource, and one copy of each, where declared, running.
+    for (const n of cross) {
+      const o = r.outputs[n] as { remote: string; status: string; moves: number; lastMove: { kind: string } };
       expect({ n, remote: o.remote, status: o.status, moves: o.moves, kind: o.lastMove?.kind }).toEqual({ n, remote: "s2", status: "Running", moves: 1, kind: "cross-server" });
     }
+    for (const n of members) {
+      const o = r.outputs[n] as { remote: string; location: string; status: string; moves: number };
+      expect({ n, remote: o.remote, location: o.location, status: o.status, moves: o.moves }).toEqual({ n, remote: "cluster", location: "m2", status: "Running", moves: 1 });
+    }
     const seen = await findEverywhere((s) => s.name.startsWith(PREFIX) && s.name !== SECRET_NAME);
-    expect(seen.map((s) => `${s.remote} ${s.name} ${s.status}`).sort()).toEqual(names.map((n) => `s2 ${n} Running`));
+    expect(seen.map(seenAs).sort()).toEqual(expected("after"));
     expect(seen.filter((s) => s.config[INCOMING])).toEqual([]);
-    // The limit held, and the poller did see moves in flight (it can see them).
+    // The limit held on both remotes, and the poller did see moves in flight (it can see them).
     expect(polls).toBeGreaterThan(5);
-    expect(peak).toBeGreaterThanOrEqual(1);
-    expect(peak).toBeLessThanOrEqual(LIMIT);
+    expect(peak.s2).toBeGreaterThanOrEqual(1);
+    expect(peak.cluster).toBeGreaterThanOrEqual(1);
+    expect(peak.s2).toBeLessThanOrEqual(LIMIT);
+    expect(peak.cluster).toBeLessThanOrEqual(LIMIT);
   }, 900_000);
 });
 
