@@ -2,7 +2,8 @@
  * InstanceGroup through the real engine against the sandbox cluster: six running containers
  * spread over m1..m3, then m3 drained with maxUnavailable 2 while a poller checks that at least
  * four of the six run at every sample, then m3 back with maxUnavailable 1 (the limit binding:
- * the two cutovers take turns). Instance names start with "grp-".
+ * the two cutovers take turns), then a pin and an anti-affinity pair, then the cluster group
+ * "@fast-group" as the only target. Instance names start with "grp-".
  */
 import * as pulumi from "@pulumi/pulumi";
 import { TestStack } from "../helpers/engine";
@@ -22,7 +23,8 @@ const lxdName = (k: string) => `${PREFIX}${k}`;
 const mine = (s: Seen) => s.name.startsWith(PREFIX);
 
 type Policy = Record<string, unknown>;
-const spec: { policy: Policy } = { policy: {} };
+/** Per-instance policy options (pin, antiAffinity) by key; empty entries otherwise. */
+const spec: { policy: Policy; instances: Record<string, Record<string, unknown>> } = { policy: {}, instances: {} };
 
 function program() {
   return async () => {
@@ -30,7 +32,7 @@ function program() {
       remote: "cluster",
       namePrefix: PREFIX,
       defaults: { image: "busybox" },
-      instances: Object.fromEntries(KEYS.map((k) => [k, {}])),
+      instances: Object.fromEntries(KEYS.map((k) => [k, spec.instances[k] ?? {}])),
       policy: spec.policy as never,
     });
     const per = (f: (i: (typeof g.instances)[string]) => pulumi.Output<unknown>) =>
@@ -227,6 +229,37 @@ describe("InstanceGroup on the sandbox cluster", () => {
     const [a, b] = windows(moves).sort((x, y) => x.start - y.start);
     // One down at a time: the second cutover starts after the first ends (stamps taken a little apart).
     expect(a.end).toBeLessThanOrEqual(b.start + 250);
+    for (const k of KEYS) expect(await retry(() => sha("cluster", "default", lxdName(k), "/root/data"))).toBe(data[k]);
+  });
+
+  it("pin and anti-affinity: a pinned instance goes to its member, two anti-affine ones end apart; all running, data intact", async () => {
+    const before = await where();
+    // Pin one instance to a member it is not on; declare two that share a member anti-affine.
+    const pinned = KEYS[0];
+    const pinTo = ["m1", "m2", "m3"].find((m) => m !== before[pinned])!;
+    const pair = KEYS.slice(1).flatMap((x, i, rest) => rest.slice(i + 1).filter((y) => before[x] === before[y]).map((y) => [x, y]))[0];
+    expect(pair).toBeDefined();
+    spec.policy = { members: ["m1", "m2", "m3"], maxUnavailable: 2 };
+    spec.instances = { [pinned]: { pin: pinTo }, [pair[0]]: { antiAffinity: [pair[1]] } };
+    const { value: r, samples, down } = await pollWhile(stack.up());
+    const at = await where();
+    expect({ [pinned]: at[pinned] }).toEqual({ [pinned]: pinTo });
+    expect(at[pair[0]]).not.toBe(at[pair[1]]);
+    // Still an even spread, and only what had to move moved.
+    expect(Object.values(count(at)).sort()).toEqual([2, 2, 2]);
+    const moved = (r.outputs.plan as Row[]).filter((x) => x.action === "move").map((x) => x.instance);
+    expect(moved.length).toBeLessThanOrEqual(4);
+    expect(KEYS.filter((k) => at[k] !== before[k]).sort()).toEqual([...moved].sort());
+    if (Math.min(...samples) < 4) throw new Error(`fewer than 4 of 6 running at some sample:\n${down.join("\n")}`);
+    for (const k of KEYS) expect(await retry(() => sha("cluster", "default", lxdName(k), "/root/data"))).toBe(data[k]);
+  });
+
+  it("a cluster group as the target: members [\"@fast-group\"] puts all six on m2 and m3, three each", async () => {
+    spec.policy = { members: ["@fast-group"], maxUnavailable: 2 };
+    spec.instances = {};
+    const { samples, down } = await pollWhile(stack.up());
+    expect(count(await where())).toEqual({ m2: 3, m3: 3 });
+    if (Math.min(...samples) < 4) throw new Error(`fewer than 4 of 6 running at some sample:\n${down.join("\n")}`);
     for (const k of KEYS) expect(await retry(() => sha("cluster", "default", lxdName(k), "/root/data"))).toBe(data[k]);
   });
 
