@@ -364,7 +364,12 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
   const src = estate.client(found.remote, found.instance.project);
   const tgt = targetClient(ctx);
   const name = copyName(ctx);
-  const mode = plan.route.sameServer ? "local" : plan.route.mode;
+  // Between two members of a cluster, LXD's own copy (source type "copy") freezes a running
+  // container for the whole transfer even with allow_inconsistent (LXD 5.0.2), which makes every
+  // pre-copy downtime. A migration pulled from the source member's operation honours it: the
+  // container keeps running. Inside one server (a project move) only LXD's copy exists.
+  const betweenMembers = plan.route.sameServer && !!plan.to.member && !!found.instance.location && found.instance.location !== "none" && found.instance.location !== plan.to.member;
+  const mode = plan.route.sameServer && !betweenMembers ? "local" : plan.route.kind === "copy" && !plan.route.sameServer ? plan.route.mode : "pull";
   const timeoutMs = d.migration.timeoutSeconds * 1000;
   let stoppedAt: number | undefined;
   let rounds = 0;
@@ -389,10 +394,11 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
       const t = Date.now();
       const cur = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
       ctx.log(i === 0 ? `pre-copy to ${at(plan.to)} while ${found.instance.name} keeps running` : `pre-copy round ${i + 1} (delta only)`);
-      // LXD freezes a running container for the whole of a non-live transfer (seen on 5.0.2 with
-      // dir pools, for copies between members and for migrations alike): a pre-copy round is
-      // time the container does not serve, so it holds a downtime slot of the group too.
-      const frozen = await downtimeSlot(ctx);
+      // LXD's own copy inside a server freezes a running container for the whole transfer
+      // (5.0.2, allow_inconsistent or not): such a pre-copy round is time the container does not
+      // serve, so it holds a downtime slot of the group too. A migration with allow_inconsistent
+      // does not freeze it: no slot, so the pre-copies of a group run side by side.
+      const frozen = mode === "local" && isRunning(cur) ? await downtimeSlot(ctx) : { release: () => undefined as void, waitedMs: 0 };
       try {
         await copy(mode, src, tgt, spec(cur, i > 0));
       } finally {

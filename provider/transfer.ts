@@ -7,7 +7,7 @@ import WebSocket from "ws";
 import type { LxdClient, Operation } from "./lxd/client";
 import { LxdApiError, PlacementError } from "./lxd/errors";
 import { createInstance, getInstance, migrationSource, type Instance } from "./lxd/instances";
-import { listPools } from "./lxd/resources";
+import { listMembers, listPools } from "./lxd/resources";
 
 export interface CopySpec {
   /** Instance at the source as read before the copy. */
@@ -41,9 +41,15 @@ function secretsOf(op: Operation): Record<string, string> {
   return out;
 }
 
-async function operationUrl(c: LxdClient, opId: string): Promise<{ url: string; certificate: string }> {
+async function operationUrl(c: LxdClient, opId: string, location?: string): Promise<{ url: string; certificate: string }> {
   const s = await c.server();
   const cert = s.environment.certificate;
+  if (location && location !== "none") {
+    // On a cluster the operation lives on the member that holds the instance, which need not be
+    // the member this client talks to: the peer must reach that member (its cluster address).
+    const m = (await listMembers(c)).find((x) => x.server_name === location);
+    if (m?.url && cert) return { url: `${m.url.replace(/\/+$/, "")}/1.0/operations/${opId}`, certificate: cert };
+  }
   const host = c.remote.addr.replace(/^https:\/\//, "");
   const addrs = s.environment.addresses ?? [];
   if (!addrs.length) {
@@ -117,7 +123,7 @@ export async function copyPull(src: LxdClient, dst: LxdClient, spec: CopySpec): 
   const srcOp = await migrationSource(src, spec.source.name, { migration: true, live: spec.live, instance_only: false, allow_inconsistent: !!spec.allowInconsistent });
   let dstOp: Operation | undefined;
   try {
-    const { url, certificate } = await operationUrl(src, srcOp.id);
+    const { url, certificate } = await operationUrl(src, srcOp.id, srcOp.location);
     dstOp = await createInstance(dst, body(spec, { type: "migration", mode: "pull", operation: url, certificate, secrets: secretsOf(srcOp) }));
   } catch (e) {
     await src.cancel(srcOp.id);
@@ -130,7 +136,7 @@ export async function copyPush(src: LxdClient, dst: LxdClient, spec: CopySpec): 
   const dstOp = await createInstance(dst, body(spec, { type: "migration", mode: "push" }));
   let srcOp: Operation | undefined;
   try {
-    const { url, certificate } = await operationUrl(dst, dstOp.id);
+    const { url, certificate } = await operationUrl(dst, dstOp.id, dstOp.location);
     srcOp = await migrationSource(src, spec.source.name, {
       migration: true,
       live: spec.live,
