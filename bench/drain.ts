@@ -24,10 +24,9 @@
  *                        measured first in the same run the same way (the longest window of one
  *                        near-live member move of a 60 MB container, alone)
  *
- * LXD 5.0.2 freezes a running container for the whole of a non-live transfer on dir pools, so a
- * near-live move has two windows: the frozen pre-copy and the cutover. The drain therefore runs
- * with preCopyRounds 0 (BENCH_DRAIN_PRECOPY_ROUNDS): each further refresh round is another frozen
- * window about as long as the final delta. BENCH_DRAIN_STRATEGY=stop-move-start runs the drain
+ * Pre-copies between members pull from the source member with allow_inconsistent, so the
+ * container keeps running through them; the drain runs with preCopyRounds 0
+ * (BENCH_DRAIN_PRECOPY_ROUNDS) to keep the moves short. BENCH_DRAIN_STRATEGY=stop-move-start runs the drain
  * (and the floor) with that strategy instead, to compare.
  *
  * Run alone: `node bin/bench/drain.js` (after `npx tsc -p .`, under `flock -s .sandbox-lock`);
@@ -183,8 +182,8 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
   retried.length = 0;
   const N = Math.max(6, num(process.env.BENCH_DRAIN_N, 6));
   const maxUnavailable = num(process.env.BENCH_DRAIN_MAX_UNAVAILABLE, 2);
-  // On dir pools a refresh round costs about what the final delta costs (LXD walks the tree and
-  // freezes the container for it), so extra pre-copy rounds only add frozen time: none by default.
+  // On dir pools a refresh round costs about what the final delta costs (LXD walks the whole
+  // tree), so extra pre-copy rounds only lengthen each move: none by default.
   const preCopyRounds = process.env.BENCH_DRAIN_PRECOPY_ROUNDS ? Math.max(0, Math.floor(Number(process.env.BENCH_DRAIN_PRECOPY_ROUNDS))) : 0;
   // "auto" (near-live for these containers) by default; "stop-move-start" to compare.
   const strategy = (process.env.BENCH_DRAIN_STRATEGY ?? "auto") as "auto" | "near-live" | "stop-move-start";
