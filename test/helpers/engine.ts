@@ -195,9 +195,13 @@ function tail(text: string): string {
   return text.length > OUTPUT_IN_ERROR ? `...${text.slice(-OUTPUT_IN_ERROR)}` : text;
 }
 
-/** Child processes of this process that run `pulumi` for the given (unique) stack, with all their descendants. */
-function engineProcessTree(stackName: string): number[] {
+/**
+ * Child processes of this process that run `pulumi` for the given (unique) stack, with all their
+ * descendants (the language host, the dynamic provider), and their command lines.
+ */
+export function engineProcesses(stackName: string): { pid: number; cmd: string }[] {
   const parents = new Map<number, number>();
+  const cmds = new Map<number, string>();
   let entries: string[];
   try {
     entries = fs.readdirSync("/proc").filter((e) => /^\d+$/.test(e));
@@ -207,21 +211,14 @@ function engineProcessTree(stackName: string): number[] {
   for (const e of entries) {
     try {
       const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      parents.set(Number(e), ppid);
+      parents.set(Number(e), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+      cmds.set(Number(e), fs.readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").join(" ").trim());
     } catch {
       // gone meanwhile
     }
   }
-  const roots = [...parents].filter(([pid, ppid]) => {
-    if (ppid !== process.pid) return false;
-    try {
-      return fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(stackName);
-    } catch {
-      return false;
-    }
-  });
-  const tree = new Set(roots.map(([pid]) => pid));
+  const tree = new Set<number>();
+  for (const [pid, ppid] of parents) if (ppid === process.pid && (cmds.get(pid) ?? "").split(" ").includes(stackName)) tree.add(pid);
   for (let grew = true; grew; ) {
     grew = false;
     for (const [pid, ppid] of parents) {
@@ -231,11 +228,11 @@ function engineProcessTree(stackName: string): number[] {
       }
     }
   }
-  return [...tree];
+  return [...tree].map((pid) => ({ pid, cmd: cmds.get(pid) ?? "" }));
 }
 
 function killEngine(stackName: string): void {
-  for (const pid of engineProcessTree(stackName)) {
+  for (const { pid } of engineProcesses(stackName)) {
     try {
       process.kill(pid, "SIGKILL");
     } catch {

@@ -5,6 +5,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { engineProcesses } from "./engine";
 import { findEverywhere, lxc, ROOT, run, SANDBOX, type Seen } from "./sandbox";
 
 export const DAEMONS = ["s1", "s2", "m1", "m2", "m3"] as const;
@@ -142,37 +143,6 @@ export async function stuckInstanceOps(d: Daemon, before: number, graceMs = 30_0
 }
 
 // ------------------------------------------------------------------------------ engine
-
-/**
- * Every process of one engine call of stack `stackName`: the pulumi CLI (a child of this
- * process whose command line names the stack) and all its descendants, among them the dynamic
- * provider host (`dynamic-provider` in its command line).
- */
-export function engineProcesses(stackName: string): { pid: number; cmd: string }[] {
-  const parents = new Map<number, number>();
-  const cmds = new Map<number, string>();
-  for (const e of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "utf8");
-      parents.set(Number(e), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
-      cmds.set(Number(e), fs.readFileSync(`/proc/${e}/cmdline`, "utf8").split("\0").join(" ").trim());
-    } catch {
-      // gone meanwhile
-    }
-  }
-  const tree = new Set<number>();
-  for (const [pid, ppid] of parents) if (ppid === process.pid && (cmds.get(pid) ?? "").split(" ").includes(stackName)) tree.add(pid);
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const [pid, ppid] of parents) {
-      if (!tree.has(pid) && tree.has(ppid)) {
-        tree.add(pid);
-        grew = true;
-      }
-    }
-  }
-  return [...tree].map((pid) => ({ pid, cmd: cmds.get(pid) ?? "" }));
-}
 
 /** SIGKILL a running engine call of the stack and its plugins (all at once, collected first). */
 export function killEngine(stackName: string): { pid: number; cmd: string }[] {
