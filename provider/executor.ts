@@ -58,6 +58,13 @@ export function carriedVolatile(config: Record<string, string>): Record<string, 
   return out;
 }
 
+/**
+ * The commit point's patch of the copy: it loses its incoming mark and becomes the instance. It
+ * loses the outgoing mark too: a refresh copies the source's config, mark and all, and a copy
+ * committed with it would look like a second source to the next run's settle (P5).
+ */
+const COMMITTED = { [INCOMING_KEY]: "", [OUTGOING_KEY]: "" };
+
 /** The instance's local config as declared (R6): user config + LXD-owned keys + the marker. */
 export function declaredConfig(src: Record<string, string>, d: Desired, id: string): Record<string, string> {
   return { ...carriedVolatile(src), ...d.config, [MARKER_KEY]: id };
@@ -321,7 +328,7 @@ async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; r
       timeoutMs: d.migration.timeoutSeconds * 1000,
     });
     // Commit point: the copy is complete; it becomes the instance.
-    await patchInstance(tgt, name, { config: { [INCOMING_KEY]: "" } });
+    await patchInstance(tgt, name, { config: COMMITTED });
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
     const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
@@ -416,7 +423,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
     await stopInstance(src, found.instance.name, 10);
     const stopped = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
     await copy(mode, src, tgt, spec(stopped, true));
-    await patchInstance(tgt, name, { config: { [INCOMING_KEY]: "" } });
+    await patchInstance(tgt, name, { config: COMMITTED });
   } catch (e) {
     const notes = await abandon(ctx, name, moveId);
     const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
