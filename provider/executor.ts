@@ -376,7 +376,7 @@ async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds:
   // pre-copy downtime. A migration pulled from the source member's operation honours it: the
   // container keeps running. Inside one server (a project move) only LXD's copy exists.
   const betweenMembers = plan.route.sameServer && !!plan.to.member && !!found.instance.location && found.instance.location !== "none" && found.instance.location !== plan.to.member;
-  const mode = plan.route.sameServer && !betweenMembers ? "local" : plan.route.kind === "copy" && !plan.route.sameServer ? plan.route.mode : "pull";
+  const mode = !plan.route.sameServer ? plan.route.mode : betweenMembers ? "pull" : "local";
   const timeoutMs = d.migration.timeoutSeconds * 1000;
   let stoppedAt: number | undefined;
   let rounds = 0;
