@@ -40,7 +40,7 @@ import { LxdClient, requestCounter } from "../provider/lxd/client";
 import { Estate } from "../provider/estate";
 import { loadRemotes } from "../provider/lxd/remotes";
 import { createInstance, deleteInstance, getInstance } from "../provider/lxd/instances";
-import { MARKER_KEY } from "../provider/inputs";
+import { MARKER_KEY } from "../provider/marks";
 import { deadline, lxc, lxcWithCpu, pool, run, SANDBOX } from "./shell";
 import { benchArgs, figure, fromDrain, median, table, toJson, USAGE, type BenchArgs, type Figure } from "./report";
 import { watch } from "./observer";

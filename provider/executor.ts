@@ -1,31 +1,29 @@
 /**
- * Runs a plan. Each strategy keeps P5: until the commit point the source is the instance and any
- * copy is marked `incoming`; the commit clears that mark while the source is marked `outgoing`;
- * only then is the source deleted. A failure before the commit removes the copy and restores the
- * source's power state; after it, the copy is the instance. The error says which happened.
+ * Runs a plan, step by step, with the protocol of docs/protocol.md:
+ *
+ *   mark the source (outgoing, the move's record, this run's lease; If-Match on what was planned)
+ *   [pre-copy while it runs (near-live)] [stop it] copy it, the copy marked incoming
+ *   mark the copy complete (only once LXD confirmed the transfer)
+ *   [live: stop the source LXD resumed] commit (the copy loses incoming: it is the instance)
+ *   start the copy, delete the source, clear the record and the lease
+ *
+ * Each step ends at a named boundary (`io.boundary`), where LXD_PLACEMENT_CRASH_AT can end the
+ * process. After any error or lost response the executor does not guess which side won: it reads
+ * both sides again and lets the protocol's loop (`settle`, provider/facts.ts) roll the move back
+ * or forward from what it finds, or stop there when a server that could hold a copy is silent.
+ * The error then says where the instance is.
  */
 import { randomUUID } from "node:crypto";
-import type { Estate } from "./estate";
-import { OUTGOING_KEY, type Found } from "./facts";
-import { INCOMING_KEY, MARKER_KEY, type Desired } from "./inputs";
+import { foundOf, LEASE_TTL_MS, leaseValue, powerWord, settle, type Settled } from "./facts";
+import type { Desired } from "./inputs";
+import type { MoveIo } from "./io";
 import type { LxdClient } from "./lxd/client";
-import { MoveFailedError, PlacementError } from "./lxd/errors";
-import {
-  deleteInstance,
-  getInstance,
-  isRunning,
-  patchInstance,
-  postInstance,
-  putInstance,
-  rootDeviceName,
-  setState,
-  startInstance,
-  stopInstance,
-  type Instance,
-} from "./lxd/instances";
+import { isConflict, LeasedError, MoveFailedError, PlacementError, TimeoutError } from "./lxd/errors";
+import { getInstance, putInstance, rootDeviceName, type Instance } from "./lxd/instances";
 import { acquireGroupMove, acquireUnavailable } from "./limiter";
+import { COMPLETE_KEY, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MARK_PREFIX, MOVE_KEY, OUTGOING_KEY, placeKey, samePlace, type Place } from "./marks";
 import type { Placement, Plan } from "./planner";
-import { copy } from "./transfer";
+import { COMMIT_KEYS, describeCopy, explain, FINISH_KEYS, isRunning, tempName, where, type Copy, type Own } from "./protocol";
 
 export interface MoveRecord {
   kind: string;
@@ -58,13 +56,6 @@ export function carriedVolatile(config: Record<string, string>): Record<string, 
   return out;
 }
 
-/**
- * The commit point's patch of the copy: it loses its incoming mark and becomes the instance. It
- * loses the outgoing mark too: a refresh copies the source's config, mark and all, and a copy
- * committed with it would look like a second source to the next run's settle (P5).
- */
-const COMMITTED = { [INCOMING_KEY]: "", [OUTGOING_KEY]: "" };
-
 /** The instance's local config as declared (R6): user config + LXD-owned keys + the marker. */
 export function declaredConfig(src: Record<string, string>, d: Desired, id: string): Record<string, string> {
   return { ...carriedVolatile(src), ...d.config, [MARKER_KEY]: id };
@@ -81,14 +72,19 @@ export function declaredDevices(d: Desired, src?: Instance): Record<string, Reco
   return devices;
 }
 
-/** Bring config, devices, profiles and description to the declared values (PUT with the ETag). */
+/**
+ * Bring config, devices, profiles and description to the declared values (PUT with the ETag).
+ * The marks of a move in progress are kept: only the protocol clears them.
+ */
 export async function applyDeclared(c: LxdClient, name: string, d: Desired, id: string): Promise<boolean> {
   const cur = await getInstance(c, name);
   if (!cur) throw new PlacementError("instance vanished while applying its settings", c.ctx({ instance: name }));
   const i = cur.instance;
   const config = declaredConfig(i.config, d, id);
-  // Keep LXD-owned keys that must not be dropped on a live instance (e.g. last_state.power).
-  for (const [k, v] of Object.entries(i.config)) if (k.startsWith("volatile.") && !(k in config)) config[k] = v;
+  for (const [k, v] of Object.entries(i.config)) {
+    // Keep LXD-owned keys that must not be dropped on a live instance (e.g. last_state.power), and the marks.
+    if ((k.startsWith("volatile.") || (k.startsWith(MARK_PREFIX) && k !== MARKER_KEY)) && !(k in config)) config[k] = v;
+  }
   const devices = declaredDevices(d, i);
   const same = (a: unknown, b: unknown) => JSON.stringify(sortDeep(a)) === JSON.stringify(sortDeep(b));
   if (same(config, i.config) && same(devices, i.devices) && same(d.profiles, i.profiles) && d.description === i.description) return false;
@@ -103,27 +99,34 @@ function sortDeep(v: unknown): unknown {
 }
 
 export interface MoveContext {
-  estate: Estate;
+  io: MoveIo;
   id: string;
   desired: Desired;
   plan: Extract<Plan, { kind: "move" }>;
-  found: Found;
+  /** The source as the plan saw it (a fresh read). */
+  found: Copy;
   log: Logger;
 }
 
 /** The server a placement is on, for per-server limits: the remote, or "remote@member". */
 const server = (p: Placement) => (p.member ? `${p.remote}@${p.member}` : p.remote);
 
+interface Slot {
+  release: () => void;
+  waitedMs: number;
+}
+const NO_SLOT: Slot = { release: () => undefined, waitedMs: 0 };
+
 /**
  * The group's downtime slot (migration.group + maxUnavailable): taken just before a running
  * instance stops (or is frozen by a transfer), released as soon as it runs again. Returns the
  * release function (a no-op without a group limit) and how long the wait took.
  */
-async function downtimeSlot(ctx: MoveContext): Promise<{ release: () => void; waitedMs: number }> {
+async function downtimeSlot(ctx: MoveContext, deadline: number): Promise<Slot> {
   const m = ctx.desired.migration;
-  if (!m.group || !m.maxUnavailable) return { release: () => undefined, waitedMs: 0 };
+  if (!m.group || !m.maxUnavailable) return NO_SLOT;
   const t = Date.now();
-  const release = await acquireUnavailable(m.group, m.maxUnavailable);
+  const release = await acquireUnavailable(m.group, m.maxUnavailable, deadline);
   const waitedMs = Date.now() - t;
   if (waitedMs > 200) ctx.log(`waited ${secs(waitedMs)}s for a downtime slot of group "${m.group}" (maxUnavailable ${m.maxUnavailable})`);
   return { release, waitedMs };
@@ -133,328 +136,378 @@ async function downtimeSlot(ctx: MoveContext): Promise<{ release: () => void; wa
 export async function executeMove(ctx: MoveContext): Promise<MoveRecord> {
   const { plan } = ctx;
   const m = ctx.desired.migration;
+  // migration.timeoutSeconds bounds the whole move: the slot waits, every step and transfer.
+  const deadline = ctx.io.now() + m.timeoutSeconds * 1000;
   let releaseGroup = () => undefined as void;
   if (m.group && (m.maxConcurrentMoves || m.maxConcurrentMovesPerServer)) {
     const tw = Date.now();
-    releaseGroup = await acquireGroupMove(m.group, [server(plan.from), server(plan.to)], { maxMoves: m.maxConcurrentMoves, maxMovesPerServer: m.maxConcurrentMovesPerServer });
+    releaseGroup = await acquireGroupMove(m.group, [server(plan.from), server(plan.to)], { maxMoves: m.maxConcurrentMoves, maxMovesPerServer: m.maxConcurrentMovesPerServer }, deadline);
     if (Date.now() - tw > 200) ctx.log(`waited ${secs(Date.now() - tw)}s for a move slot of group "${m.group}"`);
   }
   try {
-    return await executeMoveNow(ctx);
+    const t0 = ctx.io.now();
+    ctx.log(`moving: ${at(plan.from)} -> ${at(plan.to)} (${plan.strategy}${plan.route.kind === "copy" && !plan.route.sameServer ? `, ${plan.route.mode}` : ""})`);
+    const r = plan.route.kind === "server-side" ? await serverSide(ctx, deadline) : await copyMove(ctx, deadline);
+    const rec: MoveRecord = {
+      kind: plan.route.kind === "server-side" ? plan.route.steps.join("+") : plan.route.sameServer ? "copy-within-server" : "cross-server",
+      strategy: plan.strategy,
+      mode: plan.route.kind === "copy" && !plan.route.sameServer ? plan.route.mode : undefined,
+      from: at(plan.from),
+      to: at(plan.to),
+      durationSeconds: secs(ctx.io.now() - t0),
+      downtimeSeconds: secs(r.downtimeMs),
+      preCopyRounds: r.rounds,
+      at: new Date(ctx.io.now()).toISOString(),
+    };
+    ctx.log(`moved in ${rec.durationSeconds}s, downtime ${rec.downtimeSeconds}s`);
+    return rec;
   } finally {
     releaseGroup();
   }
 }
 
-async function executeMoveNow(ctx: MoveContext): Promise<MoveRecord> {
-  const { plan } = ctx;
-  const t0 = Date.now();
-  ctx.log(`moving: ${at(plan.from)} -> ${at(plan.to)} (${plan.strategy}${plan.route.kind === "copy" && !plan.route.sameServer ? `, ${plan.route.mode}` : ""})`);
-  const r = plan.route.kind === "server-side" ? await serverSide(ctx) : plan.strategy === "near-live" ? await nearLive(ctx) : await copyThenDelete(ctx);
-  const rec: MoveRecord = {
-    kind: plan.route.kind === "server-side" ? plan.route.steps.join("+") : plan.route.sameServer ? "copy-within-server" : "cross-server",
-    strategy: plan.strategy,
-    mode: plan.route.kind === "copy" && !plan.route.sameServer ? plan.route.mode : undefined,
-    from: at(plan.from),
-    to: at(plan.to),
-    durationSeconds: secs(Date.now() - t0),
-    downtimeSeconds: secs(r.downtimeMs),
-    preCopyRounds: r.rounds,
-    at: new Date().toISOString(),
+const placeOf = (p: Placement): Place => ({ remote: p.remote, project: p.project, name: p.name });
+
+/** The name the copy is made under: a temporary one when the source holds the target's name in the same namespace. */
+export function copyPlace(plan: Extract<Plan, { kind: "move" }>, id: string): Place {
+  const sameNamespace = plan.from.remote === plan.to.remote && plan.from.project === plan.to.project;
+  return { remote: plan.to.remote, project: plan.to.project, name: sameNamespace && plan.to.name === plan.from.name ? tempName(plan.to.name, id) : plan.to.name };
+}
+
+/**
+ * Keeps this run's lease on the instance alive while the move runs: renewed every third of its
+ * life on the copy that holds it (the source, then the committed copy). A renewal that finds
+ * another run's lease there marks the lease lost; the move stops at its next boundary.
+ */
+class LeaseKeeper {
+  lost?: string;
+  private holder: Place;
+  private stopTimer: () => void;
+  constructor(
+    private readonly io: MoveIo,
+    private readonly id: string,
+    at: Place,
+    private readonly log: Logger,
+  ) {
+    this.holder = at;
+    this.stopTimer = io.every(LEASE_TTL_MS / 3, () => this.renew());
+  }
+  moveTo(p: Place): void {
+    this.holder = p;
+  }
+  private async renew(): Promise<void> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        const cur = await this.io.get(this.holder, this.id);
+        if (!cur) return;
+        const l = cur.lease;
+        if (l && l !== "invalid" && l.run !== this.io.run && cur.leaseHolds) {
+          this.lost = `run ${l.run} took the lease on ${where(cur)}`;
+          return;
+        }
+        await this.io.patch(this.holder, { [LEASE_KEY]: leaseValue(this.io) }, cur.etag);
+        return;
+      } catch (e) {
+        if (!isConflict(e)) {
+          this.log(`could not renew the lease on ${placeKey(this.holder)} (${(e as Error).message.split("\n")[0]})`);
+          return;
+        }
+      }
+    }
+  }
+  check(): void {
+    if (this.lost) throw new LeasedError(`this run lost the lease of the move: ${this.lost}`, {}, "Another run acts on the instance now; nothing more is done by this one");
+  }
+  stop(): void {
+    this.stopTimer();
+  }
+}
+
+/**
+ * Write marks on a copy with If-Match, after checking on a fresh read that it is what the step
+ * expects. A conflict (the copy changed between the read and the write, e.g. a lease renewal)
+ * reads again and retries; anything else is the step's error.
+ */
+async function writeMarks(io: MoveIo, p: Place, id: string, set: Record<string, string>, expect: (c: Copy) => string | undefined): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const cur = await io.get(p, id);
+    if (!cur) throw new PlacementError(`${placeKey(p)} is gone`, { remote: p.remote, project: p.project, instance: p.name });
+    const bad = expect(cur);
+    if (bad) throw new PlacementError(`${describeCopy(cur)} is not as the move left it: ${bad}`, { remote: p.remote, project: p.project, instance: p.name });
+    try {
+      await io.patch(p, set, cur.etag);
+      return;
+    } catch (e) {
+      if (!isConflict(e) || attempt >= 3) throw e;
+    }
+  }
+}
+
+const clearing = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, ""]));
+
+/**
+ * Take the lease and write the move's first marks on the source, with If-Match on a fresh read
+ * that must still be the copy that was planned: no mark of a move, no lease of another run.
+ */
+async function takeLease(io: MoveIo, id: string, src: Place, marks: Record<string, string>): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const cur = await io.get(src, id);
+    if (!cur) throw new PlacementError(`the instance is no longer at ${placeKey(src)}`, { remote: src.remote, project: src.project, instance: src.name }, "Run again: the next run finds it where it is");
+    const l = cur.lease;
+    if (l && l !== "invalid" && l.run !== io.run && cur.leaseHolds) {
+      const b = explain({ kind: "leased", copy: cur, lease: l }, id);
+      throw new LeasedError(b.message, { remote: src.remote, project: src.project, instance: src.name }, b.remedy);
+    }
+    if (cur.incoming || cur.outgoing) throw new PlacementError(`${describeCopy(cur)} carries the marks of another move`, { remote: src.remote, instance: src.name }, "Run again: the next run settles it first");
+    try {
+      await io.patch(src, { ...marks, [LEASE_KEY]: leaseValue(io) }, cur.etag);
+      return;
+    } catch (e) {
+      if (!isConflict(e) || attempt >= 3) throw e;
+    }
+  }
+}
+
+/** Cold, stop-move-start, live and near-live moves through a copy (R1, R5, R7, R2). */
+async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeMs: number; rounds?: number }> {
+  const { io, plan, desired: d, id, found } = ctx;
+  if (plan.route.kind !== "copy") throw new Error("unreachable");
+  const moveId = randomUUID();
+  const from = found.place;
+  const to = copyPlace(plan, id);
+  const final = placeOf(plan.to);
+  const record = formatMove({ id: moveId, from, to });
+  const wasRunning = isRunning(found.status);
+  const live = plan.strategy === "live";
+  const nearLive = plan.strategy === "near-live";
+  // Between two members of a cluster, LXD's own copy (source type "copy") freezes a running
+  // container for the whole transfer even with allow_inconsistent (LXD 5.0.2); a migration pulled
+  // from the source member's operation does not. Inside one server (a project move) only LXD's
+  // copy exists.
+  const betweenMembers = plan.route.sameServer && !!plan.to.member && !!found.member && found.member !== plan.to.member;
+  const mode = !plan.route.sameServer ? plan.route.mode : betweenMembers ? "pull" : "local";
+  const own: Own = { run: io.run, move: { id: moveId, completeSent: false } };
+  const left = () => {
+    const ms = deadline - io.now();
+    if (ms <= 0) throw new TimeoutError(`the move did not finish within migration.timeoutSeconds (${d.migration.timeoutSeconds}s)`, { instance: final.name });
+    return ms;
   };
-  ctx.log(`moved in ${rec.durationSeconds}s, downtime ${rec.downtimeSeconds}s`);
-  return rec;
+  let stoppedAt: number | undefined;
+  let rounds = 0;
+  let down = NO_SLOT;
+  let committed = false;
+  let keeper: LeaseKeeper | undefined;
+  const boundary = async (step: string, p: Place) => {
+    await io.boundary(step, p);
+    keeper?.check();
+  };
+  try {
+    await takeLease(io, id, from, { [OUTGOING_KEY]: moveId, [MOVE_KEY]: record });
+    keeper = new LeaseKeeper(io, id, from, ctx.log);
+    await boundary("marked", from);
+    const transfer = (refresh: boolean, allowInconsistent: boolean) =>
+      io.transfer({ from, to, member: plan.to.member || undefined, mode, marks: { [INCOMING_KEY]: moveId, [MOVE_KEY]: record, [LEASE_KEY]: leaseValue(io) }, live, refresh, allowInconsistent, desired: d, id, timeoutMs: left() });
+    if (nearLive && wasRunning) {
+      let last = Infinity;
+      for (let i = 0; i <= d.migration.preCopyRounds; i++) {
+        const t = io.now();
+        ctx.log(i === 0 ? `pre-copy to ${at(plan.to)} while ${from.name} keeps running` : `pre-copy round ${i + 1} (delta only)`);
+        // LXD's own copy inside a server freezes a running container for the whole transfer
+        // (5.0.2, allow_inconsistent or not): such a pre-copy round is time the container does
+        // not serve, so it holds a downtime slot of the group too.
+        const frozen = mode === "local" ? await downtimeSlot(ctx, deadline) : NO_SLOT;
+        try {
+          await transfer(i > 0, true);
+        } finally {
+          frozen.release();
+        }
+        rounds++;
+        await boundary("pre-copied", to);
+        const took = io.now() - t - frozen.waitedMs;
+        // Adaptive: stop repeating once a round is short or no longer shrinking.
+        if (i > 0 && (took < 2_000 || took >= last * 0.8)) break;
+        last = took;
+      }
+    }
+    if (wasRunning && !live) {
+      down = await downtimeSlot(ctx, deadline);
+      stoppedAt = io.now();
+      ctx.log(nearLive ? `cutover: stopping ${from.name} for the final delta` : `stopping ${from.name}`);
+      await io.stop(from, { graceSeconds: nearLive ? 10 : 20 });
+      await boundary("stopped", from);
+    }
+    ctx.log(rounds ? `final copy of the delta to ${at(plan.to)}` : `copying to ${at(plan.to)}`);
+    await transfer(rounds > 0, false);
+    await boundary("copied", to);
+    // LXD confirmed the transfer: the copy is complete. Only this mark lets it become the instance.
+    own.move!.completeSent = true;
+    await writeMarks(io, to, id, { [COMPLETE_KEY]: moveId }, (c) => (c.incoming !== moveId ? "not this move's copy" : undefined));
+    await boundary("complete", to);
+    if (live) {
+      // LXD runs both sides at the end of a live transfer: the source stops before the copy is the instance.
+      await io.stop(from, { force: true });
+      await boundary("source-stopped", from);
+    }
+    await writeMarks(io, to, id, clearing(COMMIT_KEYS), (c) => (c.incoming !== moveId || c.complete !== moveId ? "not this move's complete copy" : undefined));
+    committed = true;
+    keeper.moveTo(to);
+    await boundary("committed", to);
+    if (!samePlace(to, final)) {
+      // Same namespace (a cluster member move): the source goes before the copy takes its name.
+      await io.delete(from);
+      await boundary("source-deleted", from);
+      await io.rename(to, final.name);
+      keeper.moveTo(final);
+      await boundary("renamed", final);
+    }
+    // P4: a running instance runs again at the target (after a live move it already does).
+    if (wasRunning && d.running && !live) {
+      await io.start(final);
+      await boundary("started", final);
+    }
+    const downtimeMs = stoppedAt !== undefined ? io.now() - stoppedAt : 0;
+    down.release();
+    if (samePlace(to, final)) {
+      await io.delete(from);
+      await boundary("source-deleted", from);
+    }
+    await writeMarks(io, final, id, clearing(FINISH_KEYS), (c) => (c.incoming || c.outgoing ? "marked as a copy in flight" : undefined));
+    keeper.stop();
+    await io.boundary("finished", final);
+    return { downtimeMs, rounds: nearLive ? rounds : undefined };
+  } catch (e) {
+    keeper?.stop();
+    if (e instanceof LeasedError && !committed && !keeper) throw e;
+    const r = await recover(ctx, own, e, { from, to, final, wasRunning });
+    down.release();
+    return { downtimeMs: stoppedAt !== undefined ? io.now() - stoppedAt : 0, rounds: nearLive ? rounds : undefined, ...r };
+  } finally {
+    down.release();
+  }
 }
 
 /** Same-server steps, in the order LXD 5.0.2 can do them one POST at a time (R4, R6). */
-async function serverSide(ctx: MoveContext): Promise<{ downtimeMs: number; rounds?: number }> {
-  const { plan, estate, desired: d, found } = ctx;
+async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtimeMs: number; rounds?: number }> {
+  const { io, plan, desired: d, id, found } = ctx;
   if (plan.route.kind !== "server-side") throw new Error("unreachable");
-  const timeout = d.migration.timeoutSeconds * 1000;
-  let name = found.instance.name;
-  let project = found.instance.project;
-  const c = () => estate.client(found.remote, project);
-  const wasRunning = isRunning(found.instance);
+  const from = found.place;
+  const final = placeOf(plan.to);
+  const wasRunning = isRunning(found.status);
   const live = plan.strategy === "live";
+  const moveId = randomUUID();
+  const own: Own = { run: io.run };
   let stoppedAt: number | undefined;
-  let failed: unknown;
-  let down = { release: () => undefined as void, waitedMs: 0 };
+  let down = NO_SLOT;
+  let keeper: LeaseKeeper | undefined;
+  let cur = from;
   try {
+    // No copy is made: the record names both places; the lease keeps other runs out.
+    await takeLease(io, id, from, { [MOVE_KEY]: formatMove({ id: moveId, from, to: final }) });
+    keeper = new LeaseKeeper(io, id, from, ctx.log);
+    await io.boundary("marked", from);
     if (wasRunning && !live) {
-      down = await downtimeSlot(ctx);
-      stoppedAt = Date.now();
-      ctx.log(`stopping ${name} (${plan.strategy})`);
-      await stopInstance(c(), name);
+      down = await downtimeSlot(ctx, deadline);
+      stoppedAt = io.now();
+      ctx.log(`stopping ${from.name} (${plan.strategy})`);
+      await io.stop(from);
+      await io.boundary("stopped", from);
     }
     for (const step of plan.route.steps) {
       ctx.log(`step: ${step}`);
-      if (step === "pool") await postInstance(c(), name, { name, migration: true, pool: plan.to.pool, live }, timeout);
+      const left = Math.max(1_000, deadline - io.now());
+      if (step === "pool") await io.serverStep(cur, { kind: "pool", pool: plan.to.pool }, live, left);
       if (step === "project") {
-        await postInstance(c(), name, { name, migration: true, project: plan.to.project, live }, timeout);
-        project = plan.to.project;
+        await io.serverStep(cur, { kind: "project", project: plan.to.project }, live, left);
+        cur = { ...cur, project: plan.to.project };
       }
-      if (step === "member") await postInstance(c().useTarget(plan.to.member), name, { name, migration: true, live }, timeout);
+      if (step === "member") await io.serverStep(cur, { kind: "member", member: plan.to.member }, live, left);
       if (step === "rename") {
-        await postInstance(c(), name, { name: plan.to.name }, timeout);
-        name = plan.to.name;
+        await io.serverStep(cur, { kind: "rename", name: plan.to.name }, live, left);
+        cur = { ...cur, name: plan.to.name };
       }
+      keeper.moveTo(cur);
+      await io.boundary(`moved-${step}`, cur);
     }
-    await applyDeclared(c(), name, d, ctx.id);
-  } catch (e) {
-    failed = e;
-  }
-  // P4: whatever happened, a running instance we stopped runs again, wherever it now is.
-  const power = stoppedAt !== undefined && d.running ? await startAgain(c(), name, ctx.log) : undefined;
-  down.release();
-  if (failed) {
-    throw new MoveFailedError(
-      `move failed: ${(failed as Error).message}. The instance is at ${found.remote}:${project}/${name}${power ? `, ${power}` : ""}; the next run continues from there`,
-      { remote: found.remote, project, instance: name },
-      undefined,
-      { cause: failed },
-    );
-  }
-  return { downtimeMs: stoppedAt !== undefined ? Date.now() - stoppedAt : 0 };
-}
-
-/**
- * P4 after a failed move: start again an instance the move stopped. Returns how it ended, for
- * the error: a daemon that is down or frozen cannot start it, and the user must not read
- * "started again" then; the next run starts it (it converges the power state).
- */
-async function startAgain(c: LxdClient, name: string, log: (s: string) => void): Promise<string> {
-  try {
-    await startInstance(c.withTimeout(60_000), name);
-    return "started again";
-  } catch (e) {
-    log(`could not start ${name} again: ${(e as Error).message}`);
-    return `stopped: it could not be started again (${(e as Error).message.split("\n")[0]}); the next run starts it`;
-  }
-}
-
-function targetClient(ctx: MoveContext): LxdClient {
-  const { estate, plan } = ctx;
-  const c = estate.client(plan.to.remote, plan.to.project);
-  return plan.to.member ? c.useTarget(plan.to.member) : c;
-}
-
-/** Remove the copy (if any) and unmark the source: the move is abandoned, the source is the instance. */
-async function abandon(ctx: MoveContext, copyName: string, moveId: string): Promise<string> {
-  const { estate, plan, found } = ctx;
-  const notes: string[] = [];
-  // Cleanup gives up sooner than a normal request, never later: with a shorter configured
-  // deadline (LXD_PLACEMENT_REQUEST_TIMEOUT_MS), a frozen server holds the failed move that long.
-  const cleanupMs = (c: LxdClient) => Math.min(20_000, c.defaultTimeoutMs);
-  const tgt0 = estate.client(plan.to.remote, plan.to.project);
-  const tgt = tgt0.withTimeout(cleanupMs(tgt0));
-  let copyGone = true;
-  try {
-    const got = await getInstance(tgt, copyName);
-    if (got && got.instance.config[MARKER_KEY] === ctx.id && got.instance.config[INCOMING_KEY] === moveId) {
-      await deleteInstance(tgt, copyName);
-      notes.push("the partial copy was removed");
+    await io.applyDeclared(cur, d, id);
+    if (stoppedAt !== undefined && d.running) {
+      await io.start(cur);
+      await io.boundary("started", cur);
     }
-  } catch (e) {
-    copyGone = false;
-    notes.push(`the partial copy could not be removed yet (${(e as Error).message}); the next run removes it`);
-  }
-  // The source keeps its outgoing mark while a partial copy may be left: the mark is what makes
-  // the next run's lookup (findCopies) search every remote and settle remove the copy (P5).
-  // Cleared, the lookup stops at the unmarked source, and the leftover blocks every later move.
-  if (copyGone) {
-    const src0 = estate.client(found.remote, found.instance.project);
-    const src = src0.withTimeout(cleanupMs(src0));
-    await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: "" } }).catch(() => undefined);
-  }
-  return notes.join("; ");
-}
-
-function copyName(ctx: MoveContext): string {
-  const { plan } = ctx;
-  const sameNamespace = plan.from.remote === plan.to.remote && plan.from.project === plan.to.project;
-  return sameNamespace && plan.to.name === plan.from.name ? `${plan.to.name.slice(0, 40)}-lxdp-${ctx.id.slice(0, 8)}` : plan.to.name;
-}
-
-/**
- * Delete the source of a live move once the copy is the instance. LXD resumes a live-migrated VM
- * at the source (for LXD that side of a migration is a copy) and refuses to delete a running
- * instance ("Instance is running"), so remove it as `lxc move` does (`lxc delete --force`):
- * `?force=1` where the server has `instance_force_delete` (LXD 6.7+), else a forced stop first.
- * The copy already runs at the target: this stop is no downtime.
- */
-async function deleteLiveSource(c: LxdClient, name: string): Promise<void> {
-  const cur = await getInstance(c, name);
-  if (cur && isRunning(cur.instance)) {
-    if (await c.hasExtension("instance_force_delete")) {
-      const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`, { query: { force: "1" }, noTarget: true });
-      if (r.operation) await c.wait(r.operation, 120_000);
-      return;
-    }
-    await setState(c, name, "stop", { force: true, timeout: -1 });
-  }
-  await deleteInstance(c, name);
-}
-
-/** Cold, stop-move-start and live moves through a copy: copy, commit, delete the source (R1, R5). */
-async function copyThenDelete(ctx: MoveContext): Promise<{ downtimeMs: number; rounds?: number }> {
-  const { plan, estate, desired: d, found } = ctx;
-  if (plan.route.kind !== "copy") throw new Error("unreachable");
-  const moveId = randomUUID();
-  const src = estate.client(found.remote, found.instance.project);
-  const tgt = targetClient(ctx);
-  const name = copyName(ctx);
-  const wasRunning = isRunning(found.instance);
-  const live = plan.strategy === "live";
-  let stoppedAt: number | undefined;
-  let down = { release: () => undefined as void, waitedMs: 0 };
-  try {
-    await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: moveId } });
-    if (wasRunning && !live) {
-      down = await downtimeSlot(ctx);
-      stoppedAt = Date.now();
-      ctx.log(`stopping ${found.instance.name}`);
-      await stopInstance(src, found.instance.name);
-    }
-    const now = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
-    ctx.log(`copying to ${at(plan.to)}`);
-    await copy(plan.route.sameServer ? "local" : plan.route.mode, src, tgt, {
-      source: now,
-      name,
-      config: { ...declaredConfig(now.config, d, ctx.id), [INCOMING_KEY]: moveId },
-      devices: declaredDevices(d, now),
-      profiles: d.profiles,
-      live,
-      refresh: false,
-      timeoutMs: d.migration.timeoutSeconds * 1000,
-    });
-    // Commit point: the copy is complete; it becomes the instance.
-    await patchInstance(tgt, name, { config: COMMITTED });
-  } catch (e) {
-    const notes = await abandon(ctx, name, moveId);
-    const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
+    const downtimeMs = stoppedAt !== undefined ? io.now() - stoppedAt : 0;
     down.release();
-    const state = live && wasRunning ? "still running (R15)" : again ?? (wasRunning ? "running" : "stopped, as before");
-    throw new MoveFailedError(
-      `move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${state}${notes ? `; ${notes}` : ""} (P5)`,
-      { remote: found.remote, project: found.instance.project, instance: found.instance.name },
+    await writeMarks(io, cur, id, clearing(FINISH_KEYS), () => undefined);
+    keeper.stop();
+    await io.boundary("finished", cur);
+    return { downtimeMs };
+  } catch (e) {
+    keeper?.stop();
+    if (e instanceof LeasedError && !keeper) throw e;
+    // LXD may still be running the step whose answer was lost: let it end before reading.
+    await io.settleTransfers(cur).catch(() => undefined);
+    const r = await recover(ctx, own, e, { from, to: final, final, wasRunning });
+    return { downtimeMs: stoppedAt !== undefined ? io.now() - stoppedAt : 0, ...r };
+  } finally {
+    down.release();
+  }
+}
+
+/**
+ * After an error or a lost response: read both sides again and let the protocol roll the move
+ * back or forward from what is there. Returns when the move ended at its target after all;
+ * throws MoveFailedError saying where the instance is otherwise.
+ */
+async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Place; to: Place; final: Place; wasRunning: boolean }): Promise<Record<string, never>> {
+  const { io, id, desired: d } = ctx;
+  const why = (cause as Error).message;
+  ctx.log(`the move hit an error (${why.split("\n")[0]}); reading both sides again`);
+  let s: Settled;
+  try {
+    s = await settle(io, {
+      id,
+      recorded: m.from,
+      also: [...new Set([m.from.remote, m.to.remote])],
+      own,
+      // P4: a running instance this move stopped runs again, wherever it now is.
+      goal: { running: m.wasRunning && d.running ? true : undefined, name: m.final.name },
+      log: ctx.log,
+    });
+  } catch (e) {
+    throw MoveFailedError.with("undecided", `move failed: ${why}. Reading the servers again failed too (${(e as Error).message}); nothing more was changed, and the next run settles the move from what it finds (P5)`, { instance: d.name }, undefined, { cause });
+  }
+  const dec = s.decision;
+  if (dec.kind === "done") {
+    const i = dec.instance;
+    if (samePlace(i.place, m.final)) {
+      ctx.log(`finished the move after the error: ${where(i)} is the instance, ${powerWord(i)} (P5)`);
+      return {};
+    }
+    const live = ctx.plan.strategy === "live" && m.wasRunning;
+    throw MoveFailedError.with(
+      "rolled-back",
+      `move failed: ${why}. Nothing was lost: the instance is still at ${where(i)}, ${live && isRunning(i.status) ? "still running (R15)" : powerWord(i)} (P5)`,
+      { remote: i.place.remote, project: i.place.project, instance: i.place.name },
       live ? `Set migration.strategy to "stop-move-start" or "near-live" (with allowRestart: true) to move it with a restart` : undefined,
-      { cause: e },
+      { cause },
     );
   }
-  try {
-    await (live ? deleteLiveSource(src, found.instance.name) : deleteInstance(src, found.instance.name));
-    if (name !== plan.to.name) await postInstance(tgt, name, { name: plan.to.name });
-    // P4: a running instance runs again at the target (after a live move it already does).
-    if (wasRunning && d.running) await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
-  } catch (e) {
-    down.release();
-    throw new MoveFailedError(
-      `the instance was copied to ${at(plan.to)} and is the instance now, but finishing failed: ${(e as Error).message}. The next run finishes the move (P5)`,
-      { remote: plan.to.remote, project: plan.to.project, instance: plan.to.name },
-      undefined,
-      { cause: e },
-    );
+  if (dec.kind === "blocked") {
+    const b = dec.blocked;
+    if (b.kind === "silent") {
+      // Say what is known: the source this run still holds, and what stays for a later run.
+      const src = s.view.copies.find((c) => c.outgoing === own.move?.id && !c.incoming);
+      const where_ = src ? `the instance is at ${where(src)}, ${powerWord(src)}; ` : "";
+      throw MoveFailedError.with(
+        "undecided",
+        `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5)`,
+        { instance: d.name },
+        undefined,
+        { cause },
+      );
+    }
+    const e = explain(b, id);
+    throw MoveFailedError.with("undecided", `move failed: ${why}. ${e.message}`, { instance: d.name }, e.remedy, { cause });
   }
-  const downtimeMs = stoppedAt !== undefined ? Date.now() - stoppedAt : 0;
-  down.release();
-  return { downtimeMs };
+  throw MoveFailedError.with("undecided", `move failed: ${why}. No copy of the instance was found afterwards (${s.view.copies.map(describeCopy).join(", ") || "none"})`, { instance: d.name }, undefined, { cause });
 }
 
-/**
- * Near-live (containers): pre-copy while the source serves, repeat the refresh while the delta
- * shrinks, then stop, copy only the final delta, commit, start the copy, delete the source.
- */
-async function nearLive(ctx: MoveContext): Promise<{ downtimeMs: number; rounds: number }> {
-  const { plan, estate, desired: d, found } = ctx;
-  if (plan.route.kind !== "copy") throw new Error("unreachable");
-  const moveId = randomUUID();
-  const src = estate.client(found.remote, found.instance.project);
-  const tgt = targetClient(ctx);
-  const name = copyName(ctx);
-  // Between two members of a cluster, LXD's own copy (source type "copy") freezes a running
-  // container for the whole transfer even with allow_inconsistent (LXD 5.0.2), which makes every
-  // pre-copy downtime. A migration pulled from the source member's operation honours it: the
-  // container keeps running. Inside one server (a project move) only LXD's copy exists.
-  const betweenMembers = plan.route.sameServer && !!plan.to.member && !!found.instance.location && found.instance.location !== "none" && found.instance.location !== plan.to.member;
-  const mode = !plan.route.sameServer ? plan.route.mode : betweenMembers ? "pull" : "local";
-  const timeoutMs = d.migration.timeoutSeconds * 1000;
-  let stoppedAt: number | undefined;
-  let rounds = 0;
-  let down = { release: () => undefined as void, waitedMs: 0 };
-  try {
-    await patchInstance(src, found.instance.name, { config: { [OUTGOING_KEY]: moveId } });
-    const spec = (source: Instance, refresh: boolean) => ({
-      source,
-      name,
-      config: { ...declaredConfig(source.config, d, ctx.id), [INCOMING_KEY]: moveId },
-      devices: declaredDevices(d, source),
-      profiles: d.profiles,
-      live: false,
-      refresh,
-      // Pre-copies of the running container must not freeze it (that would be downtime); the
-      // final copy of the stopped source is consistent and carries every change.
-      allowInconsistent: isRunning(source),
-      timeoutMs,
-    });
-    let last = Infinity;
-    for (let i = 0; i <= d.migration.preCopyRounds; i++) {
-      const t = Date.now();
-      const cur = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
-      ctx.log(i === 0 ? `pre-copy to ${at(plan.to)} while ${found.instance.name} keeps running` : `pre-copy round ${i + 1} (delta only)`);
-      // LXD's own copy inside a server freezes a running container for the whole transfer
-      // (5.0.2, allow_inconsistent or not): such a pre-copy round is time the container does not
-      // serve, so it holds a downtime slot of the group too. A migration with allow_inconsistent
-      // does not freeze it: no slot, so the pre-copies of a group run side by side.
-      const frozen = mode === "local" && isRunning(cur) ? await downtimeSlot(ctx) : { release: () => undefined as void, waitedMs: 0 };
-      try {
-        await copy(mode, src, tgt, spec(cur, i > 0));
-      } finally {
-        frozen.release();
-      }
-      rounds++;
-      const took = Date.now() - t - frozen.waitedMs;
-      // Adaptive: stop repeating once a round is short or no longer shrinking.
-      if (i > 0 && (took < 2_000 || took >= last * 0.8)) break;
-      last = took;
-    }
-    down = await downtimeSlot(ctx);
-    stoppedAt = Date.now();
-    ctx.log(`cutover: stopping ${found.instance.name} for the final delta`);
-    await stopInstance(src, found.instance.name, 10);
-    const stopped = (await getInstance(src, found.instance.name))?.instance ?? found.instance;
-    await copy(mode, src, tgt, spec(stopped, true));
-    await patchInstance(tgt, name, { config: COMMITTED });
-  } catch (e) {
-    const notes = await abandon(ctx, name, moveId);
-    const again = stoppedAt !== undefined ? await startAgain(src, found.instance.name, ctx.log) : undefined;
-    down.release();
-    throw new MoveFailedError(
-      `near-live move failed: ${(e as Error).message}. Nothing was lost: the instance is still at ${at(plan.from)}, ${again ?? "running"}${notes ? `; ${notes}` : ""} (P5)`,
-      { remote: found.remote, project: found.instance.project, instance: found.instance.name },
-      undefined,
-      { cause: e },
-    );
-  }
-  try {
-    if (name !== plan.to.name) {
-      // Same namespace (cluster member move): the source must go before the copy takes its name.
-      await deleteInstance(src, found.instance.name);
-      await postInstance(tgt, name, { name: plan.to.name });
-      await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
-    } else {
-      await startInstance(estate.client(plan.to.remote, plan.to.project), plan.to.name);
-    }
-  } catch (e) {
-    down.release();
-    throw new MoveFailedError(
-      `near-live move committed to ${at(plan.to)} but finishing failed: ${(e as Error).message}. The next run finishes it (P5)`,
-      { remote: plan.to.remote, project: plan.to.project, instance: plan.to.name },
-      undefined,
-      { cause: e },
-    );
-  }
-  const downtimeMs = Date.now() - stoppedAt;
-  down.release();
-  if (name === plan.to.name) await deleteInstance(src, found.instance.name).catch((e) => ctx.log(`old copy not deleted yet (${(e as Error).message}); the next run deletes it`));
-  return { downtimeMs, rounds };
-}
+export { foundOf };

@@ -1,17 +1,23 @@
 /**
- * Finding an instance wherever it really is (P6) and settling what an interrupted move left
- * behind (P5). Every instance the provider manages carries an ownership marker
- * (`user.lxd-placement.id`); during a move the copy carries `incoming` and the source
- * `outgoing`, so after any crash the next run can tell the authoritative copy from a partial one.
+ * Where an instance really is (P6), and settling what an interrupted move left behind (P5).
+ *
+ * `observe` reads every copy of the instance (an instance carrying its ownership marker) from the
+ * servers that could hold one: the recorded placement, the servers the marks of a move name, and,
+ * when the instance is not where it was recorded, every remote. A server among those that does not
+ * answer is reported in the view, never read as "no copy there".
+ *
+ * `settle` is the protocol's loop (docs/protocol.md): read, decide (provider/protocol.ts), act,
+ * read again, until the instance is settled, gone, or a decision is not possible now. The executor
+ * runs it after any error of a move; `update` and `destroy` run it before anything else.
+ * Refresh and preview only observe.
  */
-import type { Estate } from "./estate";
-import { INCOMING_KEY, MARKER_KEY } from "./inputs";
-import type { LxdClient, Operation } from "./lxd/client";
-import { PlacementError } from "./lxd/errors";
-import { deleteInstance, getInstance, isRunning, patchInstance, rootPool, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
-import type { Facts, Placement } from "./planner";
-
-export const OUTGOING_KEY = "user.lxd-placement.outgoing";
+import type { MoveIo } from "./io";
+import type { Instance } from "./lxd/instances";
+import { isRunning as lxdRunning, rootPool } from "./lxd/instances";
+import { isConflict, isSilent, LxdApiError, PlacementError, RemoteConfigError } from "./lxd/errors";
+import { formatLease, LEASE_KEY, placeKey, type Place } from "./marks";
+import type { Facts } from "./planner";
+import { decide, isClean, isRunning, where, type Action, type Copy, type Decision, type Goal, type Own, type View } from "./protocol";
 
 export interface Found {
   remote: string;
@@ -27,175 +33,240 @@ export function factsOf(f: Found): Facts {
     pool: rootPool(i) ?? "",
     name: i.name,
     type: i.type === "virtual-machine" ? "virtual-machine" : "container",
-    running: isRunning(i),
+    running: lxdRunning(i),
     config: i.expanded_config,
     devices: i.expanded_devices,
   };
 }
 
-const owned = (i: Instance, id: string) => i.config[MARKER_KEY] === id;
+/** The LXD instance behind a copy read by LxdIo. */
+export function foundOf(c: Copy): Found {
+  if (!c.raw) throw new Error(`no instance read for ${where(c)}`);
+  return { remote: c.place.remote, instance: c.raw as Instance };
+}
+
+export interface ObserveRequest {
+  id: string;
+  /** Where the state says the instance is. */
+  recorded?: Place;
+  /** Remotes that must answer as well (a move in progress, what an earlier read found). */
+  also?: string[];
+  /** Read-only callers (refresh) may share one list per remote between concurrent reads. */
+  shared?: boolean;
+  /** List the relevant remotes even when the recorded copy carries no marks. */
+  thorough?: boolean;
+}
+
+/** A view, and the remotes whose answer it depends on (the next read must ask them again). */
+export interface Observed extends View {
+  relevant: string[];
+}
 
 /**
- * Every copy of the instance with this marker. Looks at the last known placement first (one
- * GET); only when the instance is not there, or a move left marks, does it list every remote.
- * Those lists are fresh (sent after this call began: see Estate.instances) unless `shared`,
- * which refresh's read asks for so that its concurrent lookups list each remote once.
+ * Read every copy that matters (see the module comment). One GET when the instance is where the
+ * state says and carries no mark of a move; otherwise lists of the remotes the marks name, or of
+ * every remote when the instance is not where it was recorded.
  */
-export async function findCopies(estate: Estate, id: string, hint?: Placement, opts: { everywhere?: boolean; shared?: boolean } = {}): Promise<Found[]> {
-  // The implicit `local` is searched only when it has a socket (see loadRemotes), or when the
-  // state says the instance is there: an unreachable daemon then fails the lookup, never "gone".
-  const names = hint?.remote === "local" && !estate.remotes.names.includes("local") ? [...estate.remotes.names, "local"] : estate.remotes.names;
-  if (hint && !opts.everywhere) {
+export async function observe(io: MoveIo, req: ObserveRequest): Promise<Observed> {
+  const { id, recorded } = req;
+  const copies = new Map<string, Copy>();
+  const silent = new Set<string>();
+  const relevant = new Set<string>(req.also ?? []);
+  let everywhere = !recorded;
+  if (recorded) {
+    if (!io.knows(recorded.remote)) {
+      throw new RemoteConfigError(
+        `the state records instance ${id} on remote "${recorded.remote}", which is not configured`,
+        { remote: recorded.remote, field: "remote" },
+        `Add the remote again under that name (lxc remote add), or set lxd-placement:remotes; a renamed remote is not taken for "gone"`,
+      );
+    }
+    relevant.add(recorded.remote);
+    let got: Copy | undefined;
     try {
-      if (names.includes(hint.remote)) {
-        const got = await getInstance(estate.client(hint.remote, hint.project), hint.name);
-        if (got && owned(got.instance, id) && !got.instance.config[INCOMING_KEY] && !got.instance.config[OUTGOING_KEY]) {
-          return [{ remote: hint.remote, instance: got.instance }];
+      got = await io.get(recorded, id);
+    } catch (e) {
+      if (!isSilent(e)) throw e;
+      silent.add(recorded.remote);
+    }
+    if (got && isClean(got) && !req.thorough && !req.also?.length) return { id, copies: [got], silent: [], recorded, relevant: [recorded.remote] };
+    if (got) copies.set(placeKey(got.place), got);
+    // Not where the state says: it moved outside the program (P6), or a move was interrupted.
+    else if (!silent.has(recorded.remote)) everywhere = true;
+  }
+  const listed = new Set<string>();
+  for (let pass = 0; pass < 8; pass++) {
+    let all = everywhere;
+    for (const c of copies.values()) {
+      relevant.add(c.place.remote);
+      if (c.move && c.move !== "invalid") {
+        relevant.add(c.move.from.remote);
+        relevant.add(c.move.to.remote);
+      } else if (c.move === "invalid" || c.incoming || c.outgoing) {
+        all = true; // marks without a readable record: any remote may hold the other copy
+      }
+    }
+    const want = new Set(all ? [...io.remotes(), ...relevant] : relevant);
+    const todo = [...want].filter((r) => !listed.has(r) && !silent.has(r));
+    if (!todo.length) break;
+    await Promise.all(
+      todo.map(async (r) => {
+        listed.add(r);
+        if (!io.knows(r)) {
+          throw new RemoteConfigError(`the marks of instance ${id} name remote "${r}", which is not configured`, { remote: r }, `Add the remote again under that name, then run again; nothing was changed`);
         }
-      }
-    } catch (e) {
-      if (!PlacementError.is(e)) throw e;
-      // The hinted server is unreachable: fall through to a full search, which reports it.
-    }
-  }
-  const out: Found[] = [];
-  const errors: string[] = [];
-  await Promise.all(
-    names.map(async (r) => {
-      try {
-        for (const i of await estate.instances(r, { fresh: !opts.shared })) if (owned(i, id)) out.push({ remote: r, instance: i });
-      } catch (e) {
-        if (r === "local" && !(hint?.remote === "local")) return; // no local daemon: normal
-        errors.push(`${r}: ${(e as Error).message}`);
-      }
-    }),
-  );
-  if (!out.length && errors.length) {
-    throw new PlacementError(`cannot tell where instance ${id} is: some remotes did not answer (${errors.join("; ")})`, {}, "Run again when the servers are reachable; nothing was changed");
-  }
-  return out;
-}
-
-/** How long settle waits for a transfer an interrupted run left running on a partial copy. */
-const LEFTOVER_TRANSFER_WAIT_MS = 120_000;
-
-/**
- * Wait (bounded) until no LXD operation still works on instance `name` of the client's project.
- * A run killed mid-move leaves its transfer running inside LXD (pull and push are server to
- * server). Deleting the partial copy under it makes that transfer fail, and LXD's cleanup of the
- * failed transfer then removes the volume of the next copy of the same name while it is being
- * written (seen on 5.0.2: "Rsync receive failed ... No such file or directory").
- */
-async function waitTransfersOn(c: LxdClient, name: string, where: string): Promise<void> {
-  const project = c.project;
-  const ours = (op: Operation) =>
-    Object.values((op as { resources?: Record<string, string[] | null> }).resources ?? {})
-      .flatMap((urls) => urls ?? [])
-      .some((u) => {
-        const [p, q] = u.split("?");
-        return p === `/1.0/instances/${encodeURIComponent(name)}` && (new URLSearchParams(q ?? "").get("project") ?? "default") === project;
-      });
-  const ops = await c.get<{ running?: Operation[] | null }>("/operations", undefined, { query: { recursion: "1" }, noTarget: true });
-  const deadline = Date.now() + LEFTOVER_TRANSFER_WAIT_MS;
-  for (const op of (ops.running ?? []).filter(ours)) {
-    try {
-      await c.wait(op.id, Math.max(1_000, deadline - Date.now()));
-    } catch (e) {
-      if (PlacementError.is(e) && e.code === "LXDP_TIMEOUT") {
-        throw new PlacementError(
-          `a transfer left by an interrupted move is still writing the partial copy at ${where} (operation ${op.id})`,
-          c.ctx({ instance: name, operation: op.id }),
-          "Run again once it has ended; nothing was changed",
-        );
-      }
-      // The operation failed or vanished: either way it has ended.
-    }
-  }
-}
-
-/**
- * LXD freezes a running container while it makes a consistent copy of it, and a daemon that dies
- * mid-copy leaves it Frozen, or stuck Freezing, when it comes back (seen on 5.0.2). The source's
- * outgoing mark says that copy was ours: give the container back the running state it had. LXD
- * unfreezes only a Frozen container, so a Freezing one is first frozen all the way.
- */
-async function thawLeftFrozen(c: LxdClient, f: Found, log: (s: string) => void): Promise<void> {
-  const s = f.instance.status;
-  if (s !== "Frozen" && s !== "Freezing") return;
-  log(`${f.remote}:${f.instance.project}/${f.instance.name} was left ${s.toLowerCase()} by the interrupted move's copy: thawing it (P5)`);
-  if (!(await thawStuck(c, f.instance.name, s))) await setState(c, f.instance.name, "unfreeze");
-  f.instance.status = "Running";
-}
-
-/**
- * Settle leftovers of an interrupted move (P5) and return the one authoritative copy, or
- * undefined when none exists. Rules: a copy marked `incoming` beside an unmarked-or-outgoing one
- * is partial (delete it); an `outgoing` source beside a committed copy is finished (delete it);
- * a lone copy loses its marks.
- */
-export async function settle(estate: Estate, copies: Found[], log: (s: string) => void = () => undefined): Promise<Found | undefined> {
-  if (copies.length === 0) return undefined;
-  const client = (f: Found) => estate.client(f.remote, f.instance.project).withTimeout(30_000);
-  const clear = async (f: Found, key: string) => {
-    await patchInstance(client(f), f.instance.name, { config: { [key]: "" } });
-    delete f.instance.config[key];
-  };
-  const where = (f: Found) => `${f.remote}:${f.instance.project}/${f.instance.name}`;
-  const incoming = copies.filter((c) => c.instance.config[INCOMING_KEY]);
-  const settled = copies.filter((c) => !c.instance.config[INCOMING_KEY]);
-  if (settled.length >= 1) {
-    for (const c of incoming) {
-      log(`removing the partial copy at ${where(c)} left by an interrupted move (P5)`);
-      await waitTransfersOn(client(c), c.instance.name, where(c));
-      await deleteInstance(client(c), c.instance.name);
-    }
-    if (settled.length === 1) {
-      const only = settled[0];
-      if (only.instance.config[OUTGOING_KEY]) {
-        await thawLeftFrozen(client(only), only, log);
-        await clear(only, OUTGOING_KEY);
-        // An interrupted near-live cutover may have stopped the source: the caller converges power state.
-      } else if (only.instance.status === "Freezing") {
-        // Stuck (a run that cleared the mark saw it before the daemon reported it): never a
-        // state anyone keeps, and one that blocks start and stop.
-        await thawLeftFrozen(client(only), only, log);
-      }
-      return only;
-    }
-    const sources = settled.filter((c) => c.instance.config[OUTGOING_KEY]);
-    const committed = settled.filter((c) => !c.instance.config[OUTGOING_KEY]);
-    if (committed.length === 1 && sources.length === settled.length - 1) {
-      for (const s of sources) {
-        log(`finishing an interrupted move: deleting the old copy at ${where(s)} (P5)`);
-        // After a live move LXD resumes the source (for it, that side was a copy): stop it first.
-        if (isRunning(s.instance)) await stopInstance(client(s), s.instance.name, 0);
-        await deleteInstance(client(s), s.instance.name);
-      }
-      return committed[0];
-    }
-    throw new PlacementError(
-      `instance ${copies[0].instance.config[MARKER_KEY]} exists in several places (${settled.map(where).join(", ")})`,
-      { instance: copies[0].instance.name },
-      "Delete the copies that are not wanted (lxc delete), then run again",
+        try {
+          const onRemote = await io.list(r, id, { shared: req.shared });
+          // The list replaces what a single read saw on that remote, keeping its ETag where the
+          // list saw the copy unchanged.
+          const before = new Map([...copies].filter(([, c]) => c.place.remote === r));
+          for (const k of before.keys()) copies.delete(k);
+          for (const c of onRemote) {
+            const prev = before.get(placeKey(c.place));
+            copies.set(placeKey(c.place), prev?.etag && sameMarks(prev, c) && prev.status === c.status ? prev : c);
+          }
+        } catch (e) {
+          if (!isSilent(e)) throw e;
+          silent.add(r);
+        }
+      }),
     );
   }
-  // Only incoming copies: the source is gone, so the copy was committed by deleting it.
-  const [first, ...rest] = incoming;
-  for (const r of rest) await deleteInstance(client(r), r.instance.name);
-  log(`finishing an interrupted move: ${where(first)} is the instance now (P5)`);
-  await clear(first, INCOMING_KEY);
-  return first;
+  const found = [...copies.values()];
+  // A silent remote matters if a copy or a move names it; when nothing was found anywhere, any does.
+  const silentThatMatters = [...silent].filter((r) => relevant.has(r) || found.length === 0);
+  return { id, copies: found, silent: silentThatMatters, recorded, relevant: [...relevant] };
 }
 
-/** Locate and settle: the one place the instance is, or undefined if it is gone everywhere. */
-export async function locate(estate: Estate, id: string, hint?: Placement, log?: (s: string) => void, opts: { shared?: boolean } = {}): Promise<Found | undefined> {
-  return settle(estate, await findCopies(estate, id, hint, opts), log);
+export function sameMarks(a: Copy, b: Copy): boolean {
+  const lease = (c: Copy) => (c.lease && c.lease !== "invalid" ? `${c.lease.run}@${c.lease.until}` : String(c.lease ?? ""));
+  const move = (c: Copy) => (c.move && c.move !== "invalid" ? `${c.move.id}` : String(c.move ?? ""));
+  return a.incoming === b.incoming && a.outgoing === b.outgoing && a.complete === b.complete && move(a) === move(b) && lease(a) === lease(b);
 }
 
-export async function ensurePower(estate: Estate, f: Found, running: boolean): Promise<void> {
-  const c = estate.client(f.remote, f.instance.project);
-  if (running && !isRunning(f.instance)) await startInstance(c, f.instance.name);
-  if (!running && isRunning(f.instance)) {
-    await stopInstance(c, f.instance.name);
+/** A lease for this run, valid for `ttlMs` from now. */
+export function leaseValue(io: MoveIo, ttlMs = LEASE_TTL_MS): string {
+  return formatLease({ run: io.run, until: io.now() + ttlMs, ...io.holder() });
+}
+
+/** How long a lease holds unless renewed; a run renews it every third of that while it lives. */
+export const LEASE_TTL_MS = 60_000;
+
+/**
+ * Read the copy again and check that it is still as `seen` (same marks): the decision was made on
+ * that. Throws a conflict when it changed or is gone, so the caller reads everything again.
+ */
+async function reread(io: MoveIo, seen: Copy, id: string): Promise<Copy> {
+  const cur = await io.get(seen.place, id);
+  if (!cur || !sameMarks(cur, seen)) {
+    throw new LxdApiError(`${where(seen)} changed since it was read`, { remote: seen.place.remote, project: seen.place.project, instance: seen.place.name, status: 412 });
   }
+  return cur;
+}
+
+/** Take the lease on a copy before acting on it: If-Match on what was read, so no other run acts on it meanwhile. */
+async function claim(io: MoveIo, seen: Copy, id: string): Promise<void> {
+  const cur = await reread(io, seen, id);
+  await io.patch(cur.place, { [LEASE_KEY]: leaseValue(io) }, cur.etag);
+}
+
+/** Carry out one decided action. Each step is safe to repeat; the caller reads again afterwards. */
+export async function apply(io: MoveIo, a: Action, id: string): Promise<void> {
+  const p = a.copy.place;
+  switch (a.kind) {
+    case "remove": {
+      const partial = !!a.copy.incoming && a.copy.complete !== a.copy.incoming;
+      // A partial copy is deleted without a claim: deleting it never loses the instance, and a
+      // copy whose transfer died may not take a config write at all ("Failed to write backup file").
+      if (!partial) await claim(io, a.copy, id);
+      await io.settleTransfers(p);
+      await io.stop(p, { force: true });
+      await io.delete(p);
+      return;
+    }
+    case "clear": {
+      const cur = await reread(io, a.copy, id);
+      await io.patch(p, Object.fromEntries(a.keys.map((k) => [k, ""])), cur.etag);
+      return;
+    }
+    case "stop":
+      return io.stop(p, { force: a.force });
+    case "start":
+      await reread(io, a.copy, id);
+      return io.start(p);
+    case "thaw":
+      return io.thaw(p);
+    case "rename":
+      await claim(io, a.copy, id);
+      return io.rename(p, a.to);
+  }
+}
+
+export interface SettleRequest extends ObserveRequest {
+  own?: Own;
+  goal?: Goal;
+  log?: (s: string) => void;
+  /** Wait at most this long for another run's lease to end (a run that died); 0: do not wait. */
+  leaseWaitMs?: number;
+}
+
+export interface Settled {
+  /** done, gone or blocked. */
+  decision: Exclude<Decision, { kind: "act" }>;
+  view: Observed;
+  /** What was done, one line per action. */
+  acted: string[];
+}
+
+/** Action failures in a row before the last error is given up on. */
+const MAX_FAILURES = 3;
+
+/** The protocol's loop: read, decide, act, read again (docs/protocol.md). */
+export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
+  const own: Own = req.own ?? { run: io.run };
+  const log = req.log ?? (() => undefined);
+  const acted: string[] = [];
+  const relevant = new Set<string>(req.also ?? []);
+  let failures = 0;
+  let lastError: unknown;
+  let waitedFor: number | undefined;
+  for (let step = 0; step < 64; step++) {
+    const view = await observe(io, { ...req, also: [...relevant], thorough: req.thorough || step > 0 });
+    for (const r of view.relevant) relevant.add(r);
+    const d = decide(view, own, req.goal);
+    if (d.kind === "act") {
+      const line = `${d.action.kind} ${where(d.action.copy)}${d.action.kind === "rename" ? ` -> ${d.action.to}` : ""}: ${d.action.why}`;
+      try {
+        await apply(io, d.action, req.id);
+        acted.push(line);
+        log(`${line} (P5)`);
+        failures = 0;
+      } catch (e) {
+        lastError = e;
+        if (++failures >= MAX_FAILURES && !isSilent(e) && !isConflict(e)) throw e;
+        if (failures >= MAX_FAILURES * 2) throw e;
+        log(`${d.action.kind} ${where(d.action.copy)} failed (${(e as Error).message.split("\n")[0]}); reading again`);
+      }
+      continue;
+    }
+    if (d.kind === "blocked" && d.blocked.kind === "leased" && req.leaseWaitMs) {
+      const until = d.blocked.lease.until;
+      // A lease that moved on was renewed: its run is alive. Only a lease that ends soon is waited out.
+      if (waitedFor === undefined || until <= waitedFor) {
+        if (until - io.now() <= req.leaseWaitMs) {
+          waitedFor = until;
+          log(`waiting until ${new Date(until).toISOString()} for the lease of run ${d.blocked.lease.run} to end`);
+          await io.sleep(Math.max(0, until - io.now()) + 1_000);
+          continue;
+        }
+      }
+    }
+    return { decision: d, view, acted };
+  }
+  throw new PlacementError(`settling instance ${req.id} did not converge`, {}, `Last error: ${(lastError as Error | undefined)?.message ?? "none"}`);
+}
+
+/** The instance's status in words, for messages. */
+export function powerWord(c: Copy): string {
+  return isRunning(c.status) ? "running" : c.status.toLowerCase();
 }

@@ -58,10 +58,6 @@ export interface Desired extends InstanceInputs {
   remote: string;
 }
 
-/** Keys the provider writes itself; users cannot set them. */
-export const MARKER_KEY = "user.lxd-placement.id";
-export const INCOMING_KEY = "user.lxd-placement.incoming";
-
 export interface CheckFailure {
   property: string;
   reason: string;

@@ -14,6 +14,8 @@
  * Slots are always taken in the same order (process, group moves, group downtime), so waiting
  * cannot deadlock.
  */
+import { TimeoutError } from "./lxd/errors";
+
 const perRemote = new Map<string, number>();
 let overall = 0;
 /** Group slots by key: "<group>\0moves", "<group>\0server\0<server>", "<group>\0down". */
@@ -34,10 +36,34 @@ function wake(): void {
   for (const w of waiters.splice(0)) w();
 }
 
-/** Wait for a slot on every remote named; returns the release function. */
-export async function acquire(remotes: string[]): Promise<() => void> {
+/**
+ * Wait until `ready()` or until `deadline` (ms since the epoch) has passed; a wait that runs out
+ * throws a TimeoutError saying what was waited for. Nothing was taken or changed then.
+ */
+async function waitUntil(ready: () => boolean, deadline: number | undefined, what: string): Promise<void> {
+  while (!ready()) {
+    let timer: NodeJS.Timeout | undefined;
+    let wake!: () => void;
+    const woken = new Promise<void>((r) => (wake = r));
+    waiters.push(wake);
+    if (deadline !== undefined) {
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        const i = waiters.indexOf(wake);
+        if (i >= 0) waiters.splice(i, 1);
+        throw new TimeoutError(`waited for ${what} until the move's deadline (migration.timeoutSeconds) passed; nothing was changed`, {}, "Raise migration.timeoutSeconds, or lower the number of moves that run at once");
+      }
+      timer = setTimeout(wake, left);
+    }
+    await woken;
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Wait for a slot on every remote named (until `deadline`, if given); returns the release function. */
+export async function acquire(remotes: string[], deadline?: number): Promise<() => void> {
   const rs = [...new Set(remotes)];
-  while (!fits(rs)) await new Promise<void>((r) => waiters.push(r));
+  await waitUntil(() => fits(rs), deadline, `a move slot on ${rs.join(", ")} (LXD_PLACEMENT_MAX_MOVES_PER_REMOTE, LXD_PLACEMENT_MAX_MOVES)`);
   overall++;
   for (const r of rs) perRemote.set(r, (perRemote.get(r) ?? 0) + 1);
   let released = false;
@@ -51,10 +77,10 @@ export async function acquire(remotes: string[]): Promise<() => void> {
 }
 
 /** Wait until every key is below its limit, then take one of each; returns the release function. */
-async function take(slots: [key: string, limit: number][]): Promise<() => void> {
+async function take(slots: [key: string, limit: number][], deadline: number | undefined, what: string): Promise<() => void> {
   const ks = slots.filter(([, l]) => Number.isFinite(l) && l > 0);
   const free = () => ks.every(([k, l]) => (groupSlots.get(k) ?? 0) < l);
-  while (!free()) await new Promise<void>((r) => waiters.push(r));
+  await waitUntil(free, deadline, what);
   for (const [k] of ks) groupSlots.set(k, (groupSlots.get(k) ?? 0) + 1);
   let released = false;
   return () => {
@@ -72,16 +98,16 @@ async function take(slots: [key: string, limit: number][]): Promise<() => void> 
 const noop = () => undefined;
 
 /** A move slot of a group: the whole move, within the group's overall and per-server limits. */
-export async function acquireGroupMove(group: string, servers: string[], l: { maxMoves?: number; maxMovesPerServer?: number }): Promise<() => void> {
+export async function acquireGroupMove(group: string, servers: string[], l: { maxMoves?: number; maxMovesPerServer?: number }, deadline?: number): Promise<() => void> {
   const slots: [string, number][] = [];
   if (l.maxMoves) slots.push([`${group}\0moves`, l.maxMoves]);
   if (l.maxMovesPerServer) for (const s of new Set(servers)) slots.push([`${group}\0server\0${s}`, l.maxMovesPerServer]);
-  return slots.length ? take(slots) : noop;
+  return slots.length ? take(slots, deadline, `a move slot of group "${group}" (maxConcurrentMoves, maxConcurrentMovesPerServer)`) : noop;
 }
 
 /** A downtime slot of a group: at most `maxUnavailable` of its instances down at once. */
-export async function acquireUnavailable(group: string, maxUnavailable: number | undefined): Promise<() => void> {
-  return maxUnavailable ? take([[`${group}\0down`, maxUnavailable]]) : noop;
+export async function acquireUnavailable(group: string, maxUnavailable: number | undefined, deadline?: number): Promise<() => void> {
+  return maxUnavailable ? take([[`${group}\0down`, maxUnavailable]], deadline, `a downtime slot of group "${group}" (maxUnavailable ${maxUnavailable})`) : noop;
 }
 
 export function inFlight(): { overall: number; perRemote: Record<string, number> } {

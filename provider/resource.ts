@@ -6,22 +6,25 @@
  */
 import { randomUUID } from "node:crypto";
 import { Estate } from "./estate";
-import { ensurePower, factsOf, findCopies, locate, settle, type Found } from "./facts";
-import { MARKER_KEY, parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
+import { factsOf, foundOf, LEASE_TTL_MS, observe, settle } from "./facts";
+import { parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
 import { progress, type LxdClient } from "./lxd/client";
-import { PlacementError, PlanRefusedError } from "./lxd/errors";
+import { MoveFailedError, PlacementError, PlanRefusedError } from "./lxd/errors";
 import { StackRemotesSchema, type StackRemotes } from "./lxd/remotes";
 import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import { resolveImage } from "./lxd/resources";
+import { LxdIo } from "./lxd-io";
 import { acquire } from "./limiter";
-import { describe, placementErrors, plan, resolveMember, type Placement, type Plan } from "./planner";
+import { MARKER_KEY, type Place } from "./marks";
+import { describe, placementErrors, plan, resolveMember, type Plan } from "./planner";
+import { authority, describeCopy, explain, where, type Blocked, type Copy } from "./protocol";
 
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 const PROVIDER_KEY = "__provider";
 
 /** Fields that are outputs only: never parsed as inputs. */
-const OUTPUT_ONLY = ["instanceId", "location", "status", "lastMove", "moves", PROVIDER_KEY];
+const OUTPUT_ONLY = ["instanceId", "location", "status", "lastMove", "moves", "leftovers", PROVIDER_KEY];
 /** Changing these recreates the instance (the one true replace): everything else is an update. */
 export const REPLACE_FIELDS = ["type", "image"] as const;
 /** Placement (P1): a change moves the instance. */
@@ -33,15 +36,26 @@ export interface InstanceOutputs extends Desired {
   status: string;
   lastMove?: MoveRecord;
   moves: number;
+  /** Set by refresh when an interrupted move left copies or marks behind; the next `up` settles them. */
+  leftovers?: string[];
 }
 
 let estateSingleton: Estate | undefined;
+let ioSingleton: LxdIo | undefined;
 let stackRemotes: StackRemotes = {};
 function estate(): Estate {
   // One estate per provider process: clients and capability caches are shared by all resources.
   if (!estateSingleton) estateSingleton = new Estate(process.env, stackRemotes);
   return estateSingleton;
 }
+function io(): LxdIo {
+  const e = estate();
+  if (ioSingleton?.estate !== e) ioSingleton = new LxdIo(e);
+  return ioSingleton;
+}
+
+/** How long a run waits for the lease of another that may have died (on another machine). */
+const LEASE_WAIT_MS = LEASE_TTL_MS + 5_000;
 
 /** configure: stack config `lxd-placement:remotes` (JSON; secret because it may hold the client key). */
 export async function configure(req: { config: { get(key: string): string | undefined } }): Promise<void> {
@@ -128,9 +142,15 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   return { inputs: { ...(desired as unknown as Record<string, unknown>) }, failures: more };
 }
 
-function placementOf(o: Record<string, unknown>): Placement | undefined {
+function placementOf(o: Record<string, unknown>): Place | undefined {
   if (!o || typeof o.remote !== "string" || typeof o.name !== "string") return undefined;
-  return { remote: o.remote, project: (o.project as string) ?? "default", member: (o.location as string) ?? "", pool: (o.storagePool as string) ?? "", name: o.name };
+  return { remote: o.remote, project: (o.project as string) ?? "default", name: o.name };
+}
+
+/** A blocked decision as the error the user sees. */
+function blockedError(b: Blocked, id: string, name: string): PlacementError {
+  const e = explain(b, id);
+  return new PlacementError(e.message, { instance: name }, e.remedy);
 }
 
 function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>): string[] {
@@ -143,14 +163,54 @@ function sorted(v: unknown): unknown {
   return v;
 }
 
+/**
+ * Where the instance is, for planning. Preview (`settle: false`) only reads: it reports the
+ * instance where it is now and changes nothing, leftovers and all. `up` (`settle: true`) first
+ * settles what an interrupted move left (P5), waiting out the lease of a run that died.
+ */
+export async function locateFor(id: string, olds: Record<string, unknown>, name: string, lg: (s: string) => void, opts: { settle: boolean }): Promise<Copy | undefined> {
+  const x = io();
+  const recorded = placementOf(olds);
+  if (!opts.settle) {
+    const a = authority(await observe(x, { id, recorded }));
+    if (a.blocked) throw blockedError(a.blocked, id, name);
+    return a.instance;
+  }
+  const s = await settle(x, { id, recorded, log: lg, leaseWaitMs: LEASE_WAIT_MS });
+  if (s.decision.kind === "blocked") throw blockedError(s.decision.blocked, id, name);
+  if (s.decision.kind === "gone") return undefined;
+  return s.decision.instance;
+}
+
 /** Compute the move plan for an existing instance: locate it, read both servers' capabilities. */
-export async function planFor(id: string, olds: Record<string, unknown>, desired: Desired, e: Estate, lg: (s: string) => void, opts: { settle: boolean }): Promise<{ plan: Plan; found?: Found }> {
-  const copies = await findCopies(e, id, placementOf(olds));
-  const found = opts.settle ? await settle(e, copies, lg) : copies.find((c) => !c.instance.config["user.lxd-placement.incoming"]) ?? copies[0];
+export async function planFor(id: string, olds: Record<string, unknown>, desired: Desired, e: Estate, lg: (s: string) => void, opts: { settle: boolean }): Promise<{ plan: Plan; found?: Copy }> {
+  const found = await locateFor(id, olds, desired.name, lg, opts);
   if (!found) return { plan: { kind: "refuse", field: "name", reason: `instance ${id} no longer exists anywhere; run "pulumi refresh" to drop it from the state` } };
-  const [source, target] = await Promise.all([e.capabilities(found.remote), e.capabilities(desired.remote)]);
+  const [source, target] = await Promise.all([e.capabilities(found.place.remote), e.capabilities(desired.remote)]);
   if (desired.target?.startsWith("@")) target.load = await e.load(desired.remote);
-  return { plan: plan({ facts: factsOf(found), desired, source, target }), found };
+  const p = plan({ facts: factsOf(foundOf(found)), desired, source, target });
+  return { plan: p.kind === "move" ? ((await preflight(e, p, desired, id)) ?? p) : p, found };
+}
+
+/**
+ * What the target must offer before anything stops (P3): the declared profiles exist in its
+ * project, and its name is free (or taken by this very instance). Reads only.
+ */
+async function preflight(e: Estate, p: Extract<Plan, { kind: "move" }>, d: Desired, id: string): Promise<Plan | undefined> {
+  const c = e.client(p.to.remote, p.to.project);
+  const sameName = p.to.remote === p.from.remote && p.to.project === p.from.project && p.to.name === p.from.name;
+  const [profiles, taken] = await Promise.all([
+    d.profiles.length ? c.get<string[]>("/profiles", undefined, { noTarget: true }).then((urls) => urls.map((u) => decodeURIComponent(u.split("/").pop()!.split("?")[0]))) : Promise.resolve([]),
+    sameName ? Promise.resolve(undefined) : getInstance(c, p.to.name),
+  ]);
+  const missing = d.profiles.filter((x) => !profiles.includes(x));
+  if (missing.length) {
+    return { kind: "refuse", field: "profiles", rule: "R6", reason: `profile${missing.length > 1 ? "s" : ""} ${missing.map((x) => `"${x}"`).join(", ")} do${missing.length > 1 ? "" : "es"} not exist in project "${p.to.project}" on "${p.to.remote}" (profiles: ${profiles.join(", ") || "none"})` };
+  }
+  if (taken && taken.instance.config[MARKER_KEY] !== id) {
+    return { kind: "refuse", field: "name", reason: `an instance named "${p.to.name}" already exists on ${p.to.remote}:${p.to.project}${taken.instance.config[MARKER_KEY] ? " (managed by another resource or stack)" : ""}; choose another name or remove it` };
+  }
+  return undefined;
 }
 
 function refusal(p: Extract<Plan, { kind: "refuse" }>, name: string): PlanRefusedError {
@@ -161,6 +221,12 @@ export async function diff(id: string, olds: Record<string, unknown>, news: Reco
   const changed = changedKeys(olds, news);
   const replaces = changed.filter((k) => (REPLACE_FIELDS as readonly string[]).includes(k));
   if (replaces.length) return { changes: true, replaces, deleteBeforeReplace: true };
+  const leftovers = Array.isArray(olds.leftovers) ? (olds.leftovers as string[]) : [];
+  if (!changed.length && leftovers.length) {
+    // Refresh found what an interrupted move left: an update settles it (P5); preview changes nothing.
+    log(String(news.name ?? olds.name ?? id), `plan: settle what an interrupted move left (${leftovers.join(", ")})`);
+    return { changes: true, replaces: [], deleteBeforeReplace: false };
+  }
   if (!changed.length) return { changes: false, replaces: [], deleteBeforeReplace: false };
   if (changed.some((k) => (PLACEMENT_FIELDS as readonly string[]).includes(k) || k === "running") && !hasUnknown(news)) {
     const parsed = parseInputs(userInputs(news));
@@ -185,20 +251,28 @@ function compact<T>(v: T): T {
   return v;
 }
 
-function outputs(d: Desired, id: string, f: Found, prev?: Partial<InstanceOutputs>, move?: MoveRecord): InstanceOutputs {
+function outputs(d: Desired, id: string, i: Instance, prev?: Partial<InstanceOutputs>, move?: MoveRecord): InstanceOutputs {
   return compact({
     ...d,
     instanceId: id,
-    location: f.instance.location && f.instance.location !== "none" ? f.instance.location : "",
-    status: f.instance.status,
+    location: i.location && i.location !== "none" ? i.location : "",
+    status: i.status,
     ...(move ?? prev?.lastMove ? { lastMove: move ?? prev!.lastMove } : {}),
     moves: (prev?.moves ?? 0) + (move ? 1 : 0),
   });
 }
 
-async function refetch(e: Estate, f: Found): Promise<Found> {
-  const got = await getInstance(e.client(f.remote, f.instance.project), f.instance.name);
-  return got ? { remote: f.remote, instance: got.instance } : f;
+async function refetch(e: Estate, p: Place): Promise<Instance> {
+  const got = await getInstance(e.client(p.remote, p.project), p.name);
+  if (!got) throw new PlacementError("the instance vanished", { remote: p.remote, project: p.project, instance: p.name });
+  return got.instance;
+}
+
+/** Start or stop the instance as declared; both are safe to repeat. */
+async function ensurePower(e: Estate, p: Place, i: Instance, running: boolean): Promise<void> {
+  const c = e.client(p.remote, p.project);
+  if (running && !isRunning(i)) await startInstance(c, p.name);
+  if (!running && isRunning(i)) await stopInstance(c, p.name);
 }
 
 export async function create(inputs: Record<string, unknown>): Promise<{ id: string; outs: InstanceOutputs }> {
@@ -244,7 +318,7 @@ export async function create(inputs: Record<string, unknown>): Promise<{ id: str
   }
   const got = await getInstance(c, d.name);
   if (!got) throw new PlacementError("instance vanished right after creation", c.ctx({ instance: d.name }));
-  return { id, outs: outputs(d, id, { remote: d.remote, instance: got.instance }) };
+  return { id, outs: outputs(d, id, got.instance) };
 }
 
 /**
@@ -267,20 +341,28 @@ async function adoptInstance(e: Estate, d: Desired, i: Instance, c: LxdClient, l
   const id = randomUUID();
   lg(`adopting the existing instance ${d.remote}:${d.project}/${d.name}`);
   await applyDeclared(c, d.name, d, id);
-  let f: Found = await refetch(e, { remote: d.remote, instance: i });
-  await ensurePower(e, f, d.running);
-  f = await refetch(e, f);
-  return { id, outs: outputs(d, id, f) };
+  const at: Place = { remote: d.remote, project: d.project, name: d.name };
+  await ensurePower(e, at, await refetch(e, at), d.running);
+  return { id, outs: outputs(d, id, await refetch(e, at)) };
 }
 
-/** read (refresh): report where the instance really is (P6); gone everywhere = empty id. */
+/**
+ * read (refresh): report where the instance really is (P6); gone everywhere = empty id. Reads
+ * only: what an interrupted move left is reported (log and `leftovers`) and settled by `up`.
+ */
 export async function read(id: string, props: Record<string, unknown>): Promise<{ id: string; props: Record<string, unknown> }> {
-  const e = estate();
-  // The engine reads many resources at once: those whose hint misses share each remote's list.
-  const found = await locate(e, id, placementOf(props), (s) => log(String(props.name ?? id), s), { shared: true });
-  if (!found) return { id: "", props: {} };
-  const i = found.instance;
-  const location = i.location && i.location !== "none" ? i.location : "";
+  const name = String(props.name ?? id);
+  // The engine reads many resources at once: those whose recorded copy misses share each remote's list.
+  const a = authority(await observe(io(), { id, recorded: placementOf(props), shared: true }));
+  if (a.blocked) throw blockedError(a.blocked, id, name);
+  if (!a.instance) return { id: "", props: {} };
+  const found = a.instance;
+  if (a.leftovers.length || found.outgoing || found.move || found.lease) {
+    log(name, `an interrupted move left ${[...a.leftovers.map(describeCopy), ...(found.outgoing || found.move ? [`marks on ${where(found)}`] : [])].join(", ") || "a lease"}; refresh changes nothing: the next "pulumi up" settles it (P5)`);
+  }
+  const leftovers = [...a.leftovers.map(describeCopy), ...(found.outgoing || found.move || found.lease ? [`marks on ${describeCopy(found)}`] : [])];
+  const i = foundOf(found).instance;
+  const location = found.member;
   const target = props.target as string | undefined;
   const targetNow = target && !target.startsWith("@") && location && target !== location ? location : target;
   const pool = rootPool(i);
@@ -288,14 +370,15 @@ export async function read(id: string, props: Record<string, unknown>): Promise<
     id,
     props: compact({
       ...props,
-      remote: found.remote,
-      project: i.project,
-      name: i.name,
+      remote: found.place.remote,
+      project: found.place.project,
+      name: found.place.name,
       target: targetNow,
       storagePool: props.storagePool !== undefined ? pool : undefined,
       running: props.running === undefined ? isRunning(i) : isRunning(i) === props.running ? props.running : isRunning(i),
       location,
       status: i.status,
+      leftovers: leftovers.length ? leftovers : undefined,
     }),
   };
 }
@@ -308,52 +391,49 @@ export async function update(id: string, olds: Record<string, unknown>, news: Re
   const lg = (s: string) => log(d.name, s);
   const { plan: p, found } = await planFor(id, olds, d, e, lg, { settle: true });
   if (p.kind === "refuse") throw refusal(p, d.name);
-  let f = found!;
+  let at: Place = found!.place;
   let move: MoveRecord | undefined;
   if (p.kind === "move") {
     lg(`plan: ${describe(p)}`);
-    const release = await acquire([p.from.remote, p.to.remote]);
+    const release = await acquire([p.from.remote, p.to.remote], Date.now() + d.migration.timeoutSeconds * 1000);
     try {
       try {
-        move = await executeMove({ estate: e, id, desired: d, plan: p, found: f, log: lg });
+        move = await executeMove({ io: io(), id, desired: d, plan: p, found: found!, log: lg });
       } catch (err) {
-        if (!p.fallback) throw err;
-        // R15: LXD refused the live move and the instance is intact at the source; say so and
-        // move it with a restart instead (strategy "auto" only).
-        const why = (err as Error).message.split(". Nothing was lost")[0].replace(/\s+/g, " ").slice(0, 300);
+        // R15: LXD refused the live move and the instance is intact at the source (the executor
+        // read it back there); say so and move it with a restart instead (strategy "auto" only).
+        if (!p.fallback || !(err instanceof MoveFailedError) || err.outcome !== "rolled-back") throw err;
+        const why = ((err.cause as Error | undefined)?.message ?? err.message).replace(/\s+/g, " ").slice(0, 300);
         lg(`live migration failed (${why}); falling back to ${p.fallback.strategy} (R15)`);
         e.forget();
-        const back = await locate(e, id, p.from, lg);
+        const back = await locateFor(id, { remote: p.from.remote, project: p.from.project, name: p.from.name }, d.name, lg, { settle: true });
         if (!back) throw err;
-        move = await executeMove({ estate: e, id, desired: d, plan: p.fallback, found: back, log: lg });
+        move = await executeMove({ io: io(), id, desired: d, plan: p.fallback, found: back, log: lg });
         move.fallbackFrom = "live";
       }
     } finally {
       release();
     }
     e.forget();
-    const now = await locate(e, id, p.to, lg);
-    if (!now) throw new PlacementError("the instance cannot be found after its move", { instance: d.name });
-    f = now;
+    at = { remote: p.to.remote, project: p.to.project, name: p.to.name };
   }
-  const c = e.client(f.remote, f.instance.project);
-  if (await applyDeclared(c, f.instance.name, d, id)) lg("settings updated (R6)");
-  f = await refetch(e, f);
-  await ensurePower(e, f, d.running);
-  f = await refetch(e, f);
-  return { outs: outputs(d, id, f, olds as Partial<InstanceOutputs>, move) };
+  const c = e.client(at.remote, at.project);
+  if (await applyDeclared(c, at.name, d, id)) lg("settings updated (R6)");
+  await ensurePower(e, at, await refetch(e, at), d.running);
+  return { outs: outputs(d, id, await refetch(e, at), olds as Partial<InstanceOutputs>, move) };
 }
 
+/**
+ * delete (destroy): every copy the provider made goes, leftovers of an interrupted move included;
+ * a copy made outside the provider stays, and is named. Fails closed like everything that deletes.
+ */
 export async function remove(id: string, props: Record<string, unknown>): Promise<void> {
-  const e = estate();
-  const copies = await findCopies(e, id, placementOf(props));
-  for (const f of copies) {
-    const c = e.client(f.remote, f.instance.project);
-    await stopInstance(c, f.instance.name, 0).catch(() => undefined);
-    const again = await getInstance(c, f.instance.name);
-    if (again && isRunning(again.instance)) await stopInstance(c, f.instance.name, 0);
-    await deleteInstance(c, f.instance.name);
+  const name = String(props.name ?? id);
+  const s = await settle(io(), { id, recorded: placementOf(props), goal: { absent: true }, log: (t) => log(name, t), leaseWaitMs: LEASE_WAIT_MS });
+  if (s.decision.kind === "blocked") throw blockedError(s.decision.blocked, id, name);
+  if (s.decision.kind === "gone" && s.decision.left.length) {
+    log(name, `left alone, not made by the provider: ${s.decision.left.map(describeCopy).join(", ")} (it still carries the ownership marker user.lxd-placement.id)`);
   }
 }
 
-export { ensurePower, startInstance };
+export { startInstance };

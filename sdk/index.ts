@@ -127,6 +127,8 @@ export class Instance extends pulumi.dynamic.Resource {
   declare readonly lastMove: pulumi.Output<MoveRecord | undefined>;
   /** How many moves this resource has made. */
   declare readonly moves: pulumi.Output<number>;
+  /** Set by `pulumi refresh` when an interrupted move left something behind; the next `pulumi up` settles it. */
+  declare readonly leftovers: pulumi.Output<string[] | undefined>;
 
   constructor(name: string, args: InstanceArgs, opts?: pulumi.CustomResourceOptions) {
     super(
@@ -140,6 +142,7 @@ export class Instance extends pulumi.dynamic.Resource {
         status: undefined,
         lastMove: undefined,
         moves: undefined,
+        leftovers: undefined,
       },
       opts,
       "lxd-placement",

@@ -91,7 +91,48 @@ export class InputError extends PlacementError {
 export class PlanRefusedError extends PlacementError {
   readonly code = "LXDP_PLAN_REFUSED";
 }
+/** Another run holds the instance's lease (it is moving or settling it); nothing was changed. */
+export class LeasedError extends PlacementError {
+  readonly code = "LXDP_LEASED";
+}
+
+/**
+ * How a failed move ended, read from the servers afterwards (never assumed): rolled back (the
+ * instance is at its source), finished anyway, or undecided (a server did not answer; nothing more
+ * was changed and a later run decides).
+ */
+export type MoveOutcome = "rolled-back" | "undecided";
+
 /** A move failed part-way; the message says where the instance is now. */
 export class MoveFailedError extends PlacementError {
   readonly code = "LXDP_MOVE_FAILED";
+  outcome: MoveOutcome = "undecided";
+  static with(outcome: MoveOutcome, message: string, context: ErrorContext, remedy?: string, options?: { cause?: unknown }): MoveFailedError {
+    const e = new MoveFailedError(message, context, remedy, options);
+    e.outcome = outcome;
+    return e;
+  }
+}
+
+/** The server did not answer (no connection, or no answer in time): a mutating request may or may not have taken effect. */
+export function isSilent(e: unknown): boolean {
+  return PlacementError.is(e) && (e.code === "LXDP_TIMEOUT" || e.code === "LXDP_UNREACHABLE");
+}
+
+/** A write with If-Match found the instance changed since it was read (HTTP 412). */
+export function isConflict(e: unknown): boolean {
+  return PlacementError.is(e) && e.context.status === 412;
+}
+
+export function isNotFound(e: unknown): boolean {
+  return PlacementError.is(e) && e.code === "LXDP_NOT_FOUND";
+}
+
+/**
+ * LXD's transient errors: its database briefly busy (a cluster under load answers "database is
+ * locked"), or a 503 while a member starts. Worth retrying for requests that are safe to repeat.
+ */
+export function isTransient(e: unknown): boolean {
+  if (!PlacementError.is(e) || e.code !== "LXDP_API") return false;
+  return e.context.status === 503 || /database is locked|database is busy|database table is locked|\bSQLITE_BUSY\b/i.test(e.message);
 }

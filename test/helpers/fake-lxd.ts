@@ -51,6 +51,8 @@ export interface RecordedRequest {
   path: string;
   query: Record<string, string>;
   body: unknown;
+  /** The If-Match header, when one was sent. */
+  ifMatch?: string;
 }
 
 export interface WsConnection {
@@ -441,7 +443,8 @@ export class FakeLxd {
           body = text;
         }
       }
-      const rec: RecordedRequest = { seq: nextSeq(), server: this.name, method: req.method ?? "GET", path: u.pathname, query: Object.fromEntries(u.searchParams), body };
+      const ifMatch = typeof req.headers["if-match"] === "string" ? req.headers["if-match"] : undefined;
+      const rec: RecordedRequest = { seq: nextSeq(), server: this.name, method: req.method ?? "GET", path: u.pathname, query: Object.fromEntries(u.searchParams), body, ...(ifMatch ? { ifMatch } : {}) };
       this.requests.push(rec);
       const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
         if (res.writableEnded) return;

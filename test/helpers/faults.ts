@@ -11,9 +11,8 @@ import { findEverywhere, lxc, ROOT, run, SANDBOX, type Seen } from "./sandbox";
 export const DAEMONS = ["s1", "s2", "m1", "m2", "m3"] as const;
 export type Daemon = (typeof DAEMONS)[number];
 
-export const MARKER_KEY = "user.lxd-placement.id";
-export const INCOMING_KEY = "user.lxd-placement.incoming";
-export const OUTGOING_KEY = "user.lxd-placement.outgoing";
+export { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY } from "../../provider/marks";
+import { INCOMING_KEY, MARKER_KEY } from "../../provider/marks";
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 

@@ -9,8 +9,9 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { Estate } from "../../provider/estate";
-import { findCopies } from "../../provider/facts";
-import { MARKER_KEY } from "../../provider/inputs";
+import { observe } from "../../provider/facts";
+import { LxdIo } from "../../provider/lxd-io";
+import { MARKER_KEY } from "../../provider/marks";
 import { loadRemotes } from "../../provider/lxd/remotes";
 import { configure, read } from "../../provider/resource";
 import { startFakes, type FakeLxd } from "../helpers/fake-lxd";
@@ -56,6 +57,13 @@ async function setup(n = NAMES.length): Promise<NodeJS.ProcessEnv> {
 const lists = (f: FakeLxd) => f.find("GET", "/1.0/instances").filter((r) => r.query.recursion).length;
 const fake = (name: string) => fakes.find((f) => f.name === name)!;
 const owned = (name: string, id: string) => ({ name, config: { [MARKER_KEY]: id } });
+
+/** Every copy of the instance as a fresh safety lookup sees it (observe, as settle reads); fails when a server that matters is silent. */
+async function findCopies(e: Estate, id: string, recorded?: { remote: string; project: string; name: string }): Promise<{ remote: string; name: string }[]> {
+  const v = await observe(new LxdIo(e), { id, recorded });
+  if (v.silent.length) throw new Error(`cannot tell where instance ${id} is: ${v.silent.join(", ")} did not answer`);
+  return v.copies.map((c) => ({ remote: c.place.remote, name: c.place.name }));
+}
 
 async function until(cond: () => boolean, what: string): Promise<void> {
   const end = Date.now() + 2_000;
@@ -120,7 +128,7 @@ describe("safety lookups (fresh) see a change made while a list was in flight (P
     fake("b").addInstance(owned("x", id));
 
     const found = await findCopies(e, id);
-    expect(found.map((f) => `${f.remote}/${f.instance.name}`)).toEqual(["b/x"]);
+    expect(found.map((f) => `${f.remote}/${f.name}`)).toEqual(["b/x"]);
 
     // The older lists still answered their own callers with what was true when they were sent.
     const [onA, onB] = await Promise.all(before);
@@ -168,8 +176,8 @@ describe("safety lookups (fresh) see a change made while a list was in flight (P
     const e = new Estate(env);
     estates.push(e);
     for (let i = 0; i < 10; i++) fakes[i % 3].addInstance(owned(`c${i}`, idOf(i)));
-    const found = await Promise.all([...Array(10).keys()].map((i) => findCopies(e, idOf(i), { remote: NAMES[(i + 1) % 3], project: "default", member: "", pool: "", name: `c${i}` })));
-    found.forEach((f, i) => expect(f.map((x) => `${x.remote}/${x.instance.name}`)).toEqual([`${NAMES[i % 3]}/c${i}`]));
+    const found = await Promise.all([...Array(10).keys()].map((i) => findCopies(e, idOf(i), { remote: NAMES[(i + 1) % 3], project: "default", name: `c${i}` })));
+    found.forEach((f, i) => expect(f.map((x) => `${x.remote}/${x.name}`)).toEqual([`${NAMES[i % 3]}/c${i}`]));
     for (const f of fakes) {
       expect(lists(f)).toBeLessThanOrEqual(2);
       expect(f.maxListsInFlight).toBe(1);
@@ -213,7 +221,7 @@ describe("the implicit local remote", () => {
     const e = new Estate(env);
     estates.push(e);
     expect(e.remotes.names).toEqual(["a"]);
-    const hint = { remote: "local", project: "default", member: "", pool: "", name: "x" };
+    const hint = { remote: "local", project: "default", name: "x" };
     await expect(findCopies(e, idOf(9), hint)).rejects.toThrow(/cannot tell where instance .* is: .*local/);
     // Without that hint nobody asks local: no instance anywhere means gone.
     expect(await findCopies(e, idOf(9))).toEqual([]);

@@ -319,7 +319,7 @@ describe("schema.json agrees with the provider (provider/resource.ts, provider/e
     const required = [...always].filter(([, a]) => a).map(([k]) => k);
     expect([...(res.required ?? [])].sort()).toEqual(required.sort());
     // The outputs added on top of the inputs.
-    expect(membersOf(resource).map((m) => m.name).sort()).toEqual(["instanceId", "lastMove", "location", "moves", "status"]);
+    expect(membersOf(resource).map((m) => m.name).sort()).toEqual(["instanceId", "lastMove", "leftovers", "location", "moves", "status"]);
   });
 
   it("the MoveRecord type has the fields of MoveRecord in provider/executor.ts, required where not optional", () => {

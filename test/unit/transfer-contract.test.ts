@@ -11,8 +11,10 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { Estate } from "../../provider/estate";
 import { declaredConfig, executeMove } from "../../provider/executor";
-import { factsOf, OUTGOING_KEY } from "../../provider/facts";
-import { INCOMING_KEY, InstanceInputsSchema, MARKER_KEY, type Desired } from "../../provider/inputs";
+import { factsOf, foundOf } from "../../provider/facts";
+import { LxdIo } from "../../provider/lxd-io";
+import { InstanceInputsSchema, type Desired } from "../../provider/inputs";
+import { COMPLETE_KEY, INCOMING_KEY, MARKER_KEY, OUTGOING_KEY } from "../../provider/marks";
 import { LxdClient } from "../../provider/lxd/client";
 import { getInstance, type Instance } from "../../provider/lxd/instances";
 import { plan } from "../../provider/planner";
@@ -303,14 +305,15 @@ describe("a live VM move through the planner and the executor", () => {
     );
     const estate = new Estate({ ...process.env, LXD_CONF: confDir });
     try {
-      const found = { remote: "src", instance: (await getInstance(estate.client("src", "default"), "vm1"))!.instance };
-      const desired = desiredFor(found.instance);
+      const io = new LxdIo(estate);
+      const found = (await io.get({ remote: "src", project: "default", name: "vm1" }, ID))!;
+      const desired = desiredFor(foundOf(found).instance);
       const [source, target] = await Promise.all([estate.capabilities("src"), estate.capabilities("tgt")]);
-      const p = plan({ facts: factsOf(found), desired, source, target });
+      const p = plan({ facts: factsOf(foundOf(found)), desired, source, target });
       expect(p).toMatchObject({ kind: "move", strategy: "live", restart: false, route: { kind: "copy", mode: "pull", sameServer: false } });
       if (p.kind !== "move") throw new Error("no move");
       const log: string[] = [];
-      const rec = await executeMove({ estate, id: ID, desired, plan: p, found, log: (l) => log.push(l) });
+      const rec = await executeMove({ io, id: ID, desired, plan: p, found, log: (l) => log.push(l) });
       return { s, t, rec, log };
     } finally {
       await estate.close();
@@ -323,13 +326,18 @@ describe("a live VM move through the planner and the executor", () => {
     const sink = only(ops(t, "sink"), "target operation");
     expect(bodyOf(migrationPost(s))).toEqual({ migration: true, live: true, instance_only: false, allow_inconsistent: false });
     expect(bodyOf(createPost(t)).source).toMatchObject({ mode: "pull", live: true, secrets: srcOp.secrets });
-    // The copy completed before anything was deleted (P5), and the commit came before the delete.
+    // The copy completed, then was marked complete, then committed, before anything was deleted (P5).
     const del = only(s.find("DELETE", "/1.0/instances/vm1"), "DELETE of the source");
     const lastWait = Math.max(...t.find("GET", `/1.0/operations/${sink.id}/wait`).map((r) => r.seq));
+    const complete = t.find("PATCH", "/1.0/instances/vm1").find((r) => bodyOf(r).config?.[COMPLETE_KEY]);
     const commit = t.find("PATCH", "/1.0/instances/vm1").find((r) => bodyOf(r).config?.[INCOMING_KEY] === "");
+    expect(complete).toBeDefined();
     expect(commit).toBeDefined();
-    expect(lastWait).toBeLessThan(commit!.seq);
+    expect(lastWait).toBeLessThan(complete!.seq);
+    expect(complete!.seq).toBeLessThan(commit!.seq);
     expect(commit!.seq).toBeLessThan(del.seq);
+    // Every write of marks was conditional on what had just been read (If-Match).
+    for (const f of [s, t]) for (const r of f.find("PATCH", "/1.0/instances/vm1")) expect(r.ifMatch).toBeTruthy();
     // Where the instance is now: only at the target, running, MAC kept, marks cleared, never restarted there.
     expect(s.instances.has("vm1")).toBe(false);
     const moved = t.instances.get("vm1")!;
@@ -342,16 +350,18 @@ describe("a live VM move through the planner and the executor", () => {
     return { del, commit: commit! };
   };
 
-  it("R7/R8/R9/R10: a running VM meeting R8-R10 on servers with migration_vm_live moves live: no stop, source deleted after the copy", async () => {
-    // LXD 6.7+ (instance_force_delete): the resumed source is removed with DELETE ?force=1.
+  it("R7/R8/R9/R10: a running VM meeting R8-R10 on servers with migration_vm_live moves live: the copy never stops, source deleted after the copy", async () => {
     const ext = [...DEFAULT_EXTENSIONS, "instance_force_delete"];
     const { s, t, rec } = await moveLive({ extensions: ext }, { extensions: ext });
     expect(rec).toMatchObject({ strategy: "live", kind: "cross-server", mode: "pull", downtimeSeconds: 0 });
-    expect(stops(s)).toEqual([]);
     expect(stops(t)).toEqual([]);
-    const { del } = checkMoved(s, t);
-    // LXD resumes the source VM after the live transfer (its side is a copy): it goes with force.
-    expect(del.query).toEqual({ force: "1" });
+    const { del, commit } = checkMoved(s, t);
+    // LXD resumes the source VM after the live transfer (its side is a copy): it is force-stopped
+    // before the copy becomes the instance, so two copies never both count as the instance (I2).
+    const st = only(stops(s), "stop of the old source");
+    expect(bodyOf(st)).toMatchObject({ action: "stop", force: true });
+    expect(st.seq).toBeLessThan(commit.seq);
+    expect(del.query).toEqual({});
   });
 
   it("R7/R10: where LXD already stopped the source after the live transfer, it is deleted with no stop request at all", async () => {
@@ -363,14 +373,16 @@ describe("a live VM move through the planner and the executor", () => {
     expect(del.query).toEqual({});
   });
 
-  it("R7/R10: on LXD 5.0.3-6.6 (no instance_force_delete) the resumed source is force-stopped only after the commit, as `lxc move` does", async () => {
+  it("R7/R10: on LXD 5.0.3-6.6 (no instance_force_delete) the resumed source is force-stopped after the copy is marked complete and before the commit", async () => {
     const { s, t, rec } = await moveLive();
     expect(rec).toMatchObject({ strategy: "live", downtimeSeconds: 0 });
     const { del, commit } = checkMoved(s, t);
-    // The only stop is of the old copy, forced, after the target's copy became the instance.
+    // The only stop is of the old copy, forced, once the live copy is known complete.
+    const complete = t.find("PATCH", "/1.0/instances/vm1").find((r) => bodyOf(r).config?.[COMPLETE_KEY])!;
     const st = only(stops(s), "stop of the old source");
     expect(bodyOf(st)).toMatchObject({ action: "stop", force: true });
-    expect(st.seq).toBeGreaterThan(commit.seq);
+    expect(st.seq).toBeGreaterThan(complete.seq);
+    expect(st.seq).toBeLessThan(commit.seq);
     expect(st.seq).toBeLessThan(del.seq);
     expect(del.query).toEqual({});
     expect(stops(t)).toEqual([]);
