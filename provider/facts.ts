@@ -17,7 +17,7 @@ import { isRunning as lxdRunning, rootPool } from "./lxd/instances";
 import { isConflict, isSilent, LxdApiError, PlacementError, RemoteConfigError } from "./lxd/errors";
 import { formatLease, LEASE_KEY, placeKey, type Place } from "./marks";
 import type { Facts } from "./planner";
-import { decide, isClean, isRunning, where, type Action, type Copy, type Decision, type Goal, type Own, type View } from "./protocol";
+import { decide, isClean, isRunning, spareOf, where, type Action, type Copy, type Decision, type Goal, type Own, type View } from "./protocol";
 
 export interface Found {
   remote: string;
@@ -224,6 +224,7 @@ const MAX_FAILURES = 3;
 /** The protocol's loop: read, decide, act, read again (docs/protocol.md). */
 export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
   const own: Own = req.own ?? { run: io.run };
+  let goal: Goal = req.goal ?? {};
   const log = req.log ?? (() => undefined);
   const acted: string[] = [];
   const relevant = new Set<string>(req.also ?? []);
@@ -233,7 +234,10 @@ export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
   for (let step = 0; step < 64; step++) {
     const view = await observe(io, { ...req, also: [...relevant], thorough: req.thorough || step > 0 });
     for (const r of view.relevant) relevant.add(r);
-    const d = decide(view, own, req.goal);
+    // Destroy judges once, on its first read, which copies were made outside the provider: once
+    // the instance is gone such a copy is alone, and a lone copy would pass for the instance.
+    if (goal.absent && !goal.spare) goal = { ...goal, spare: spareOf(view) };
+    const d = decide(view, own, goal);
     if (d.kind === "act") {
       const line = `${d.action.kind} ${where(d.action.copy)}${d.action.kind === "rename" ? ` -> ${d.action.to}` : ""}: ${d.action.why}`;
       try {

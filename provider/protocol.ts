@@ -59,6 +59,8 @@ export interface Goal {
   name?: string;
   /** Destroy: remove every copy the provider made (never one made outside it). */
   absent?: boolean;
+  /** Copies (placeKey) judged made outside the provider when destroy began: never removed, even once alone. */
+  spare?: string[];
 }
 
 export type Action =
@@ -164,7 +166,7 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
   const leased = foreignLease(v, own.run);
   if (leased) return { kind: "blocked", blocked: { kind: "leased", ...leased } };
 
-  if (goal.absent) return decideAbsent(v, targets, sources, plains, outside);
+  if (goal.absent) return decideAbsent(v, targets, sources, plains.filter((p) => !goal.spare?.includes(placeKey(p.place))), [...outside, ...plains.filter((p) => goal.spare?.includes(placeKey(p.place)))]);
 
   for (const c of targets) {
     const m = c.incoming!;
@@ -216,13 +218,30 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
 function decideAbsent(v: View, targets: Copy[], sources: Copy[], plains: Copy[], outside: Copy[]): Decision {
   const act = (copy: Copy, why: string): Decision => ({ kind: "act", action: { kind: "remove", copy, why } });
   if (targets[0]) return act(targets[0], "destroy: a copy of an unfinished move");
-  // Several unmarked copies: the one at the recorded placement is the instance; the others were
-  // made outside the provider (a copy the provider commits keeps its move record until its old
-  // source is gone).
-  const ours = plains.length === 1 ? plains : plains.filter((p) => (v.recorded && samePlace(p.place, v.recorded)) || recordOf(p));
+  const ours = ownPlains(v, plains);
+  if (!ours) return { kind: "blocked", blocked: { kind: "several", copies: plains, recorded: v.recorded } };
   const mine = [...sources, ...ours];
   if (mine[0]) return act(mine[0], "destroy");
   return { kind: "gone", left: [...plains.filter((p) => !ours.includes(p)), ...outside] };
+}
+
+/**
+ * Which unmarked copies are the provider's: a lone one is the instance wherever it is (P6);
+ * among several, the one at the recorded placement and any committed copy still carrying its
+ * move's record; the others were made outside the provider. Several and none recorded: no way
+ * to tell (undefined).
+ */
+function ownPlains(v: View, plains: Copy[]): Copy[] | undefined {
+  if (plains.length <= 1) return plains;
+  const ours = plains.filter((p) => (v.recorded && samePlace(p.place, v.recorded)) || recordOf(p));
+  return ours.length ? ours : undefined;
+}
+
+/** Copies a destroy must leave alone (made outside the provider), as judged on its first read. */
+export function spareOf(v: View): string[] {
+  const { plains, outside } = classify(v);
+  const ours = ownPlains(v, plains) ?? plains;
+  return [...plains.filter((p) => !ours.includes(p)), ...outside].map((c) => placeKey(c.place));
 }
 
 /**

@@ -9,6 +9,7 @@ import WebSocket from "ws";
 import { z } from "zod";
 import {
   CertificateMismatchError,
+  isTransient,
   LxdApiError,
   MissingExtensionError,
   NotFoundError,
@@ -100,6 +101,9 @@ function progressText(meta: Record<string, unknown> | null | undefined): string 
   return undefined;
 }
 
+/** Backoff between attempts of a repeatable request that met a transient LXD error. */
+const RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000];
+
 /** Counts of requests by method, for tests and benchmarks that prove what was (not) sent. */
 export const requestCounter = { byMethod: new Map<string, number>(), total: 0 };
 
@@ -144,7 +148,24 @@ export class LxdClient {
     return { remote: this.remote.name, project: this.scope.project, ...extra };
   }
 
+  /**
+   * One request. Requests that are safe to repeat (GET, and PUT/PATCH conditional on an ETag,
+   * which a repeat after a success turns into a 412) are retried with backoff when LXD answers
+   * with a transient error ("database is locked" under load, 503); anything else is sent once.
+   */
   async call<T = unknown>(method: string, path: string, opts: CallOptions = {}, schema?: z.ZodType<T>): Promise<Response<T>> {
+    const repeatable = method === "GET" || ((method === "PUT" || method === "PATCH") && !!opts.etag);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.callOnce(method, path, opts, schema);
+      } catch (e) {
+        if (!repeatable || attempt >= RETRY_DELAYS_MS.length || !isTransient(e)) throw e;
+        await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt]));
+      }
+    }
+  }
+
+  private async callOnce<T>(method: string, path: string, opts: CallOptions, schema?: z.ZodType<T>): Promise<Response<T>> {
     const query = new URLSearchParams();
     if (this.scope.project && this.scope.project !== "default") query.set("project", this.scope.project);
     if (this.scope.target && !opts.noTarget) query.set("target", this.scope.target);

@@ -305,6 +305,25 @@ export class FakeLxd {
     return inst;
   }
 
+  /**
+   * Errors to answer instead of the real thing: `times` requests matching method and path, after
+   * `skip` of them went through. With `applied`, the request takes effect first and only its
+   * answer is replaced (a lost response); `then` runs right after (e.g. `goSilent`).
+   */
+  readonly injected: { method: string; path: RegExp; status: number; error: string; times: number; skip: number; applied: boolean; then?: () => void }[] = [];
+  inject(method: string, path: RegExp, status: number, error: string, opts: { times?: number; skip?: number; applied?: boolean; then?: () => void } = {}): void {
+    this.injected.push({ method, path, status, error, times: opts.times ?? 1, skip: opts.skip ?? 0, applied: !!opts.applied, then: opts.then });
+  }
+
+  /** Stop answering: the socket goes away and open connections are cut (a daemon that died). */
+  goSilent(): void {
+    if (fs.existsSync(this.socketPath)) fs.renameSync(this.socketPath, `${this.socketPath}.away`);
+    this.server.closeAllConnections();
+  }
+  comeBack(): void {
+    if (fs.existsSync(`${this.socketPath}.away`)) fs.renameSync(`${this.socketPath}.away`, this.socketPath);
+  }
+
   /** Requests matching a method and a path (string: exact; RegExp: test). */
   find(method: string, p: string | RegExp): RecordedRequest[] {
     return this.requests.filter((r) => r.method === method && (typeof p === "string" ? r.path === p : p.test(r.path)));
@@ -454,6 +473,27 @@ export class FakeLxd {
       const sync = (metadata: unknown, headers: Record<string, string> = {}) => send(200, { type: "sync", status: "Success", status_code: 200, metadata }, headers);
       const async = (op: FakeOperation) =>
         send(202, { type: "async", status: "Operation created", status_code: 100, operation: `/1.0/operations/${op.id}`, metadata: this.opView(op) }, { location: `/1.0/operations/${op.id}` });
+      let fault = this.injected.find((f) => f.times > 0 && f.method === rec.method && f.path.test(rec.path));
+      if (fault && fault.skip > 0) {
+        fault.skip--;
+        fault = undefined;
+      }
+      if (fault) {
+        fault.times--;
+        const f = fault;
+        const fail = () => {
+          send(f.status, { type: "error", error: f.error, error_code: f.status });
+          f.then?.();
+        };
+        if (!f.applied) return fail();
+        try {
+          const swallow = () => undefined;
+          this.route(rec, req, res, swallow, swallow as (op: FakeOperation) => void, swallow);
+        } catch {
+          // the request failed by itself: its answer is lost all the same
+        }
+        return fail();
+      }
       try {
         this.route(rec, req, res, sync, async, send);
       } catch (e) {
@@ -503,6 +543,10 @@ export class FakeLxd {
       throw new HttpError(404, "Storage volume not found");
     }
 
+    if (r.method === "GET" && coll === "operations" && !name) {
+      const running = [...this.operations.values()].filter((o) => o.status_code === 103).map((o) => this.opView(o));
+      return sync(r.query.recursion ? { running } : { running: running.map((o) => `/1.0/operations/${(o as { id: string }).id}`) });
+    }
     if (coll === "operations" && name) {
       const op = this.operations.get(name);
       if (!op) throw new HttpError(404, "Operation not found");
