@@ -253,7 +253,9 @@ export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
       }
       continue;
     }
-    if (d.kind === "blocked" && d.blocked.kind === "leased" && req.leaseWaitMs) {
+    // A holder on this machine is known alive (its process is there): no wait. One elsewhere may
+    // have died: its lease is waited out if it ends soon and is not renewed meanwhile.
+    if (d.kind === "blocked" && d.blocked.kind === "leased" && req.leaseWaitMs && d.blocked.lease.host !== io.holder().host) {
       const until = d.blocked.lease.until;
       // A lease that moved on was renewed: its run is alive. Only a lease that ends soon is waited out.
       if (waitedFor === undefined || until <= waitedFor) {

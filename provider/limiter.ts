@@ -37,11 +37,13 @@ function wake(): void {
 }
 
 /**
- * Wait until `ready()` or until `deadline` (ms since the epoch) has passed; a wait that runs out
- * throws a TimeoutError saying what was waited for. Nothing was taken or changed then.
+ * Wait until `tryTake()` succeeds or `deadline` (ms since the epoch) has passed; a wait that runs
+ * out throws a TimeoutError saying what was waited for, and nothing was taken. `tryTake` checks
+ * and takes in one synchronous step: woken waiters run one after another, and a check separated
+ * from its take by an await would let several through on one free slot.
  */
-async function waitUntil(ready: () => boolean, deadline: number | undefined, what: string): Promise<void> {
-  while (!ready()) {
+async function waitUntil(tryTake: () => boolean, deadline: number | undefined, what: string): Promise<void> {
+  while (!tryTake()) {
     let timer: NodeJS.Timeout | undefined;
     let wake!: () => void;
     const woken = new Promise<void>((r) => (wake = r));
@@ -63,9 +65,16 @@ async function waitUntil(ready: () => boolean, deadline: number | undefined, wha
 /** Wait for a slot on every remote named (until `deadline`, if given); returns the release function. */
 export async function acquire(remotes: string[], deadline?: number): Promise<() => void> {
   const rs = [...new Set(remotes)];
-  await waitUntil(() => fits(rs), deadline, `a move slot on ${rs.join(", ")} (LXD_PLACEMENT_MAX_MOVES_PER_REMOTE, LXD_PLACEMENT_MAX_MOVES)`);
-  overall++;
-  for (const r of rs) perRemote.set(r, (perRemote.get(r) ?? 0) + 1);
+  await waitUntil(
+    () => {
+      if (!fits(rs)) return false;
+      overall++;
+      for (const r of rs) perRemote.set(r, (perRemote.get(r) ?? 0) + 1);
+      return true;
+    },
+    deadline,
+    `a move slot on ${rs.join(", ")} (LXD_PLACEMENT_MAX_MOVES_PER_REMOTE, LXD_PLACEMENT_MAX_MOVES)`,
+  );
   let released = false;
   return () => {
     if (released) return;
@@ -79,9 +88,15 @@ export async function acquire(remotes: string[], deadline?: number): Promise<() 
 /** Wait until every key is below its limit, then take one of each; returns the release function. */
 async function take(slots: [key: string, limit: number][], deadline: number | undefined, what: string): Promise<() => void> {
   const ks = slots.filter(([, l]) => Number.isFinite(l) && l > 0);
-  const free = () => ks.every(([k, l]) => (groupSlots.get(k) ?? 0) < l);
-  await waitUntil(free, deadline, what);
-  for (const [k] of ks) groupSlots.set(k, (groupSlots.get(k) ?? 0) + 1);
+  await waitUntil(
+    () => {
+      if (!ks.every(([k, l]) => (groupSlots.get(k) ?? 0) < l)) return false;
+      for (const [k] of ks) groupSlots.set(k, (groupSlots.get(k) ?? 0) + 1);
+      return true;
+    },
+    deadline,
+    what,
+  );
   let released = false;
   return () => {
     if (released) return;

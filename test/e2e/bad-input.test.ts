@@ -9,12 +9,11 @@
  * (`username=<fingerprint>`) even while other suites use the sandbox. After all the previews,
  * none of those requests may be POST/PUT/PATCH/DELETE, and GETs must be there.
  */
-import { X509Certificate } from "node:crypto";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
 import { TestStack } from "../helpers/engine";
-import { LXD_CONF, ROOT, SANDBOX, deleteAll, findByName, findEverywhere, lxc, run } from "../helpers/sandbox";
+import { DAEMONS, mark, MUTATING, Observer, requestsSince, type Request } from "../helpers/observer";
+import { ROOT, deleteAll, findByName, findEverywhere } from "../helpers/sandbox";
 
 type Spec = Record<string, unknown>;
 
@@ -24,11 +23,6 @@ const PREFIX = `bi-${RUN}-`;
 const EXISTING = `${PREFIX}existing`;
 /** Leftovers of earlier, crashed runs: bi-* instances older than this are removed first. */
 const STALE_MS = 30 * 60_000;
-/** Name of the observer certificates in the servers' trust stores. */
-const OBSERVER = "bi-observer";
-const REMOTES = ["s1", "s2", "cluster"];
-const DAEMONS = ["s1", "s2", "m1", "m2", "m3"];
-const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 
 /**
  * The program: one resource per entry of the stack config `specs`, the running instance
@@ -148,80 +142,11 @@ const TRANSIENT = /context deadline exceeded|Failed to begin transaction|no answ
 
 const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 
-// --- An observer certificate: the previews' requests carry its fingerprint in the daemons' logs ---
-
-let confDir = "";
-let fingerprint = "";
-
-async function makeObserverConf(): Promise<void> {
-  confDir = fs.mkdtempSync(path.join(os.tmpdir(), "bi-conf-"));
-  fs.copyFileSync(path.join(LXD_CONF, "config.yml"), path.join(confDir, "config.yml"));
-  fs.cpSync(path.join(LXD_CONF, "servercerts"), path.join(confDir, "servercerts"), { recursive: true });
-  const r = await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path.join(confDir, "client.key"), "-out", path.join(confDir, "client.crt"), "-days", "2", "-subj", `/CN=${OBSERVER}`]);
-  if (r.code !== 0) throw new Error(`openssl failed: ${r.stderr}`);
-  fingerprint = new X509Certificate(fs.readFileSync(path.join(confDir, "client.crt"))).fingerprint256.replace(/:/g, "").toLowerCase();
-  for (const remote of REMOTES) {
-    await dropStaleObservers(remote);
-    await lxc(["config", "trust", "add", `${remote}:`, path.join(confDir, "client.crt"), "--name", `${OBSERVER}-${RUN}`], { timeoutMs: 30_000 });
-  }
-}
-
-/** Observer certificates a crashed run left trusted (older than STALE_MS) are removed. */
-async function dropStaleObservers(remote: string): Promise<void> {
-  const list = JSON.parse(await lxc(["config", "trust", "list", `${remote}:`, "-f", "json"], { timeoutMs: 30_000 })) as { name: string; certificate: string; fingerprint: string }[];
-  for (const c of list) {
-    if (!c.name.startsWith(`${OBSERVER}-`)) continue;
-    if (Date.now() - Date.parse(new X509Certificate(c.certificate).validFrom) < STALE_MS) continue;
-    await lxc(["config", "trust", "remove", `${remote}:`, c.fingerprint], { timeoutMs: 30_000 }).catch(() => undefined);
-  }
-}
-
-async function dropObserverConf(): Promise<void> {
-  if (fingerprint) {
-    for (const remote of REMOTES) await lxc(["config", "trust", "remove", `${remote}:`, fingerprint], { timeoutMs: 30_000 }).catch(() => undefined);
-  }
-  if (confDir) fs.rmSync(confDir, { recursive: true, force: true });
-}
-
-// --- The daemons' logs: what was requested, by whom ---
-
-interface Request {
-  daemon: string;
-  method: string;
-  url: string;
-  username: string;
-}
-
-const logFile = (daemon: string) => path.join(SANDBOX, daemon, "lxd.log");
-const sizes = () => Object.fromEntries(DAEMONS.map((d) => [d, fs.existsSync(logFile(d)) ? fs.statSync(logFile(d)).size : 0]));
-
-/** The API requests each daemon logged since `from` (byte offsets). */
-function requestsSince(from: Record<string, number>): Request[] {
-  const out: Request[] = [];
-  for (const d of DAEMONS) {
-    const file = logFile(d);
-    if (!fs.existsSync(file)) continue;
-    const size = fs.statSync(file).size;
-    const start = size >= from[d] ? from[d] : 0; // a restarted daemon starts a new log
-    const buf = Buffer.alloc(size - start);
-    const fd = fs.openSync(file, "r");
-    try {
-      fs.readSync(fd, buf, 0, buf.length, start);
-    } finally {
-      fs.closeSync(fd);
-    }
-    for (const line of buf.toString("utf8").split("\n")) {
-      if (!line.includes('msg="Handling API request"')) continue;
-      const field = (k: string) => new RegExp(`\\b${k}=("[^"]*"|\\S+)`).exec(line)?.[1]?.replace(/^"|"$/g, "") ?? "";
-      out.push({ daemon: d, method: field("method"), url: field("url"), username: field("username") });
-    }
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 
 let stack: TestStack;
+let observer: Observer;
+let fingerprint = "";
 let beforeSetup: Record<string, number>;
 let beforePreviews: Record<string, number>;
 let setupRequests: Request[] = [];
@@ -229,26 +154,23 @@ const outcomes: { title: string; ms: number }[] = [];
 
 beforeAll(async () => {
   await deleteAll((s) => s.name.startsWith("bi-") && Date.now() - Date.parse((s as unknown as { created_at: string }).created_at) > STALE_MS);
-  for (const d of fs.readdirSync(os.tmpdir()).filter((n) => n.startsWith("bi-conf-"))) {
-    const p = path.join(os.tmpdir(), d);
-    if (Date.now() - fs.statSync(p).mtimeMs > STALE_MS) fs.rmSync(p, { recursive: true, force: true });
-  }
-  await makeObserverConf();
+  observer = await Observer.create("bi-observer");
+  fingerprint = observer.fingerprint;
   writeProgram();
   stack = await TestStack.fromDir(PROGRAM_DIR, { specs: JSON.stringify({ existing }) });
   await setSpecs({ existing });
   // The engine (and the provider it starts) sees the observer's lxc config.
-  stack.stack.workspace.envVars.LXD_CONF = confDir;
-  beforeSetup = sizes();
+  stack.stack.workspace.envVars.LXD_CONF = observer.confDir;
+  beforeSetup = mark();
   await stack.up();
-  setupRequests = requestsSince(beforeSetup).filter((r) => r.username === fingerprint);
-  beforePreviews = sizes();
+  setupRequests = observer.requestsSince(beforeSetup);
+  beforePreviews = mark();
 });
 
 afterAll(async () => {
   await stack?.remove();
   await deleteAll((s) => s.name.startsWith(PREFIX));
-  await dropObserverConf();
+  await observer?.drop();
   const total = outcomes.reduce((a, o) => a + o.ms, 0);
   console.log(`bad-input: ${outcomes.length} rejected previews in ${(total / 1000).toFixed(1)} s (${(total / Math.max(1, outcomes.length) / 1000).toFixed(1)} s each)`);
 });
