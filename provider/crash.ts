@@ -11,8 +11,9 @@
  *   @<name>       only for the instance of that LXD name (at either side of the move)
  *   :lost         instead of exiting, fail as if the response to the step's last request was
  *                 lost: the request took effect, the provider does not know it
- *   :hold=<file>  first create <file> and wait (up to 10 minutes) until it is deleted: a test
- *                 can act on the servers at that exact moment (kill a daemon), then let it go on
+ *   :hold=<file>  instead of exiting, create <file> and wait (up to 10 minutes) until it is
+ *                 deleted, then go on (with :lost, then fail as above): a test can act on the
+ *                 servers at that exact moment (kill a daemon, run a second provider)
  *
  * Unset (the default), a boundary costs nothing.
  */
@@ -52,6 +53,7 @@ export async function crashPoint(step: string, p?: Place, env: NodeJS.ProcessEnv
     const deadline = Date.now() + HOLD_MAX_MS;
     while (fs.existsSync(spec.hold) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
   }
+  if (spec.hold && !spec.lost) return;
   if (spec.lost) {
     process.stdout.write(`lxd-placement: LXD_PLACEMENT_CRASH_AT: the response after step "${step}"${where} is treated as lost\n`);
     throw new TimeoutError(`no answer after step "${step}"${where} (LXD_PLACEMENT_CRASH_AT=${step}:lost)`, p ? { remote: p.remote, project: p.project, instance: p.name } : {});
