@@ -477,7 +477,9 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
   const dec = s.decision;
   if (dec.kind === "done") {
     const i = dec.instance;
-    if (samePlace(i.place, m.final)) {
+    // A member or pool move keeps remote, project and name: the member and the pool tell where it ended.
+    const { member, pool } = ctx.plan.to;
+    if (samePlace(i.place, m.final) && (!member || i.member === member) && (!pool || i.pool === pool)) {
       ctx.log(`finished the move after the error: ${where(i)} is the instance, ${powerWord(i)} (P5)`);
       return {};
     }

@@ -10,7 +10,7 @@ import type { Desired } from "./inputs";
 import type { MoveIo, ServerStep, TransferRequest } from "./io";
 import type { LxdClient, Operation } from "./lxd/client";
 import { isSilent, PlacementError } from "./lxd/errors";
-import { deleteInstance, getInstance, isRunning, patchInstance, postInstance, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
+import { deleteInstance, getInstance, isRunning, patchInstance, postInstance, rootPool, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
 import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, leaseHolds, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, parseLease, parseMove, placeKey, thisHolder, type Lease, type Place } from "./marks";
 import type { Copy } from "./protocol";
 import { copy } from "./transfer";
@@ -26,6 +26,7 @@ export function copyOf(remote: string, i: Instance, etag?: string, now = Date.no
     place: { remote, project: i.project, name: i.name },
     member: i.location && i.location !== "none" ? i.location : "",
     status: i.status,
+    pool: rootPool(i),
     incoming: c[INCOMING_KEY] || undefined,
     outgoing: c[OUTGOING_KEY] || undefined,
     complete: c[COMPLETE_KEY] || undefined,

@@ -16,6 +16,8 @@ export interface Copy {
   member: string;
   /** LXD's status: Running, Stopped, Frozen, Freezing, ... */
   status: string;
+  /** The storage pool of its root disk, where known. */
+  pool?: string;
   incoming?: string;
   outgoing?: string;
   complete?: string;

@@ -236,7 +236,7 @@ export class LxdClient {
       const code = (c as { code?: string }).code;
       const name = (c as { name?: string }).name;
       if (name === "TimeoutError" || code === "UND_ERR_HEADERS_TIMEOUT" || code === "UND_ERR_BODY_TIMEOUT" || code === "UND_ERR_CONNECT_TIMEOUT" || code === "UND_ERR_ABORTED") {
-        return new TimeoutError(`${method} ${path}: no answer within ${Math.round(timeoutMs / 1000)}s`, this.ctx(), "The server may be frozen or overloaded; the move was not started or was abandoned, and the next run resumes from where the instance is", { cause: e });
+        return new TimeoutError(`${method} ${path}: no answer within ${Math.round(timeoutMs / 1000)}s`, this.ctx(), "The server may be frozen or overloaded", { cause: e });
       }
       if (code === "ECONNREFUSED" || code === "ENOENT" || code === "ECONNRESET" || code === "EHOSTUNREACH" || code === "UND_ERR_SOCKET") {
         return new UnreachableError(`${method} ${path}: cannot reach ${this.remote.addr} (${code})`, this.ctx(), undefined, { cause: e });

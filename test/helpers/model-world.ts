@@ -214,6 +214,7 @@ export class ModelIo implements MoveIo {
       place: { ...c.place },
       member: c.member,
       status: c.status,
+      pool: c.pool,
       incoming: c.config[INCOMING_KEY] || undefined,
       outgoing: c.config[OUTGOING_KEY] || undefined,
       complete: c.config[COMPLETE_KEY] || undefined,

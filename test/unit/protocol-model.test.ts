@@ -177,6 +177,9 @@ async function runOnce(w: World, run: string, faults: Faults, sc: Scenario, t: T
   } finally {
     io.end();
   }
+  // A run that reports success has reached the declared state: success is never claimed for a rollback.
+  const claim = error ? undefined : converged(w, desiredOf(sc));
+  if (claim) t.violations.push({ invariant: "I5", detail: `${sc.name}, run ${run} ${JSON.stringify(faults)} succeeded but: ${claim}` });
   t.runs++;
   for (const [k, w] of io.states) if (!t.states.has(k)) t.states.set(k, w);
   for (const x of io.transitions) t.transitions.add(x);
