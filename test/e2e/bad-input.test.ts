@@ -134,6 +134,7 @@ const CASES: Case[] = [
   { title: "R4: push of the existing instance to an unknown cluster group", change: { remote: "cluster", target: "@no-such-group", migration: { mode: "push" } }, field: "target", rule: "R4" },
   { title: "R6: move of the existing instance into an unknown project", change: { remote: "s2", project: "no-such-project" }, field: "project", rule: "R6" },
   { title: "R6: move of the existing instance onto an unknown pool", change: { storagePool: "no-such-pool" }, field: "storagePool", rule: "R6" },
+  { title: "R6: move of the existing instance to s2 with a profile s2 lacks (refused before anything stops)", change: { remote: "s2", profiles: ["default", "no-such-profile"] }, field: "profiles", rule: "R6" },
   { title: "R2: near-live move of the existing instance with allowRestart false", change: { remote: "s2", migration: { strategy: "near-live", allowRestart: false } }, field: "migration.allowRestart", rule: "R2" },
 ];
 

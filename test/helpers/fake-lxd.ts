@@ -536,6 +536,7 @@ export class FakeLxd {
       });
     }
     if (r.method === "GET" && coll === "projects" && !name) return sync(["/1.0/projects/default"]);
+    if (r.method === "GET" && coll === "profiles" && !name) return sync(["/1.0/profiles/default"]);
     if (r.method === "GET" && coll === "storage-pools" && !name) return sync(["/1.0/storage-pools/default"]);
     if (r.method === "GET" && coll === "storage-pools" && name && sub === "volumes") {
       const volName = seg[5];

@@ -17,6 +17,7 @@ import { LxdClient } from "../../provider/lxd/client";
 import { MoveFailedError } from "../../provider/lxd/errors";
 import { getInstance } from "../../provider/lxd/instances";
 import { LxdIo } from "../../provider/lxd-io";
+import { configure, diff } from "../../provider/resource";
 import { COMPLETE_KEY, formatLease, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, type Place } from "../../provider/marks";
 import { plan } from "../../provider/planner";
 import { decide, explain, type Copy, type View } from "../../provider/protocol";
@@ -348,6 +349,36 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     expect((err as Error).message).toMatch(/move failed: .*project limit reached.*Nothing was lost: the instance is still at s1:default\/web, running \(P5\)/);
     expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
     expect(marksOf(s1)).toEqual({});
+  });
+});
+
+describe("P3/R6: what the target must offer is checked at preview, before anything stops", () => {
+  async function previewMove(change: Record<string, unknown>, prepare: (s1: FakeLxd, s2: FakeLxd) => void): Promise<string> {
+    const { s1, s2 } = await setup(["s1", "s2"]);
+    s1.addInstance(inst({}, { status: "Running" }));
+    prepare(s1, s2);
+    process.env.LXD_CONF = dir;
+    await configure({ config: { get: () => "{}" } });
+    const olds = { name: "web", image: "img", remote: "s1", project: "default", profiles: ["default"], instanceId: ID };
+    const err = await diff(ID, olds, { ...olds, remote: "s2", ...change }).then(
+      () => "no refusal",
+      (e: Error) => e.message,
+    );
+    expect([...mutations(s1), ...mutations(s2)]).toEqual([]);
+    return err;
+  }
+  const savedConf = process.env.LXD_CONF;
+  afterEach(() => {
+    if (savedConf === undefined) delete process.env.LXD_CONF;
+    else process.env.LXD_CONF = savedConf;
+  });
+
+  it("R6: a profile the target's project lacks refuses the move, naming the field", async () => {
+    expect(await previewMove({ profiles: ["default", "gpu"] }, () => undefined)).toMatch(/^profiles: profile "gpu" does not exist in project "default" on "s2" \(profiles: default\) \(rule R6/);
+  });
+
+  it("a name taken at the target by another instance refuses the move, naming the field", async () => {
+    expect(await previewMove({}, (_s1, s2) => s2.addInstance({ name: "web", config: {} }))).toMatch(/^name: an instance named "web" already exists on s2:default; choose another name or remove it/);
   });
 });
 
