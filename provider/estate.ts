@@ -6,7 +6,7 @@
 import { ClientPool, type LxdClient } from "./lxd/client";
 import { listInstances, type Instance } from "./lxd/instances";
 import { loadRemotes, type RemoteSet, type StackRemotes } from "./lxd/remotes";
-import { listClusterGroups, listMembers, listPools, listProjects } from "./lxd/resources";
+import { listClusterGroups, listMembers, listPools, listProfiles, listProjects } from "./lxd/resources";
 import type { Capabilities } from "./planner";
 
 const CACHE_MS = 20_000;
@@ -32,6 +32,7 @@ export class Estate {
   readonly remotes: RemoteSet;
   private pool: ClientPool;
   private caps = new Map<string, { at: number; value: Promise<Capabilities> }>();
+  private profileCache = new Map<string, { at: number; value: Promise<string[]> }>();
   private lists = new Map<string, ListState>();
 
   constructor(env: NodeJS.ProcessEnv = process.env, stackRemotes: StackRemotes = {}) {
@@ -123,6 +124,17 @@ export class Estate {
     return f;
   }
 
+  /** The profiles of a project (what preview checks a move's profiles against), cached like capabilities. */
+  profiles(remote: string, project: string): Promise<string[]> {
+    const key = `${remote}\0${project}`;
+    const hit = this.profileCache.get(key);
+    if (hit && Date.now() - hit.at < CACHE_MS) return hit.value;
+    const value = listProfiles(this.client(remote, project));
+    value.catch(() => this.profileCache.delete(key));
+    this.profileCache.set(key, { at: Date.now(), value });
+    return value;
+  }
+
   /** Instances per member, for choosing inside a cluster group. */
   async load(remote: string): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
@@ -133,9 +145,11 @@ export class Estate {
   forget(remote?: string): void {
     if (remote) {
       this.caps.delete(remote);
+      for (const k of this.profileCache.keys()) if (k.startsWith(`${remote}\0`)) this.profileCache.delete(k);
       this.expireList(remote);
     } else {
       this.caps.clear();
+      this.profileCache.clear();
       for (const r of this.lists.keys()) this.expireList(r);
     }
   }

@@ -249,9 +249,10 @@ const clearing = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, ""])
  * Take the lease and write the move's first marks on the source, with If-Match on a fresh read
  * that must still be the copy that was planned: no mark of a move, no lease of another run.
  */
-async function takeLease(io: MoveIo, id: string, src: Place, marks: Record<string, string>): Promise<void> {
+async function takeLease(io: MoveIo, id: string, src: Place, marks: Record<string, string>, planned?: Copy): Promise<void> {
   for (let attempt = 0; ; attempt++) {
-    const cur = await io.get(src, id);
+    // The read the plan was made on serves the first attempt (If-Match fails if it is stale).
+    const cur = attempt === 0 && planned?.etag ? planned : await io.get(src, id);
     if (!cur) throw new PlacementError(`the instance is no longer at ${placeKey(src)}`, { remote: src.remote, project: src.project, instance: src.name }, "Run again: the next run finds it where it is");
     const l = cur.lease;
     if (l && l !== "invalid" && l.run !== io.run && cur.leaseHolds) {
@@ -302,7 +303,7 @@ async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeM
     keeper?.check();
   };
   try {
-    await takeLease(io, id, from, { [OUTGOING_KEY]: moveId, [MOVE_KEY]: record });
+    await takeLease(io, id, from, { [OUTGOING_KEY]: moveId, [MOVE_KEY]: record }, found);
     keeper = new LeaseKeeper(io, id, from, ctx.log);
     await boundary("marked", from);
     const transfer = (refresh: boolean, allowInconsistent: boolean) =>
@@ -402,7 +403,7 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
   let cur = from;
   try {
     // No copy is made: the record names both places; the lease keeps other runs out.
-    await takeLease(io, id, from, { [MOVE_KEY]: formatMove({ id: moveId, from, to: final }) });
+    await takeLease(io, id, from, { [MOVE_KEY]: formatMove({ id: moveId, from, to: final }) }, found);
     keeper = new LeaseKeeper(io, id, from, ctx.log);
     await io.boundary("marked", from);
     if (wasRunning && !live) {

@@ -200,7 +200,7 @@ async function preflight(e: Estate, p: Extract<Plan, { kind: "move" }>, d: Desir
   const c = e.client(p.to.remote, p.to.project);
   const sameName = p.to.remote === p.from.remote && p.to.project === p.from.project && p.to.name === p.from.name;
   const [profiles, taken] = await Promise.all([
-    d.profiles.length ? c.get<string[]>("/profiles", undefined, { noTarget: true }).then((urls) => urls.map((u) => decodeURIComponent(u.split("/").pop()!.split("?")[0]))) : Promise.resolve([]),
+    d.profiles.length ? e.profiles(p.to.remote, p.to.project) : Promise.resolve([]),
     sameName ? Promise.resolve(undefined) : getInstance(c, p.to.name),
   ]);
   const missing = d.profiles.filter((x) => !profiles.includes(x));
@@ -268,11 +268,13 @@ async function refetch(e: Estate, p: Place): Promise<Instance> {
   return got.instance;
 }
 
-/** Start or stop the instance as declared; both are safe to repeat. */
-async function ensurePower(e: Estate, p: Place, i: Instance, running: boolean): Promise<void> {
+/** Start or stop the instance as declared (both are safe to repeat); whether anything was sent. */
+async function ensurePower(e: Estate, p: Place, i: Instance, running: boolean): Promise<boolean> {
   const c = e.client(p.remote, p.project);
   if (running && !isRunning(i)) await startInstance(c, p.name);
-  if (!running && isRunning(i)) await stopInstance(c, p.name);
+  else if (!running && isRunning(i)) await stopInstance(c, p.name);
+  else return false;
+  return true;
 }
 
 export async function create(inputs: Record<string, unknown>): Promise<{ id: string; outs: InstanceOutputs }> {
@@ -418,9 +420,12 @@ export async function update(id: string, olds: Record<string, unknown>, news: Re
     at = { remote: p.to.remote, project: p.to.project, name: p.to.name };
   }
   const c = e.client(at.remote, at.project);
-  if (await applyDeclared(c, at.name, d, id)) lg("settings updated (R6)");
-  await ensurePower(e, at, await refetch(e, at), d.running);
-  return { outs: outputs(d, id, await refetch(e, at), olds as Partial<InstanceOutputs>, move) };
+  // A move the server made itself applied the declared settings before its restart (serverSide).
+  const applied = p.kind === "move" && p.route.kind === "server-side";
+  if (!applied && (await applyDeclared(c, at.name, d, id))) lg("settings updated (R6)");
+  const now = await refetch(e, at);
+  const changed = await ensurePower(e, at, now, d.running);
+  return { outs: outputs(d, id, changed ? await refetch(e, at) : now, olds as Partial<InstanceOutputs>, move) };
 }
 
 /**

@@ -9,6 +9,11 @@ export async function listProjects(c: LxdClient): Promise<string[]> {
   return names(await c.useProject(undefined).get("/projects", z.array(z.string()), { noTarget: true }));
 }
 
+/** The profiles of the client's project. */
+export async function listProfiles(c: LxdClient): Promise<string[]> {
+  return names(await c.get("/profiles", z.array(z.string()), { noTarget: true }));
+}
+
 export async function listPools(c: LxdClient): Promise<string[]> {
   return names(await c.useProject(undefined).get("/storage-pools", z.array(z.string()), { noTarget: true }));
 }
