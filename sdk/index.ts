@@ -24,7 +24,7 @@ export interface MigrationArgs {
   mode?: pulumi.Input<"pull" | "push" | "relay">;
   /** Whether a running instance may be stopped briefly to move (default true). With false, a move that needs a restart is refused at preview (P3). */
   allowRestart?: pulumi.Input<boolean>;
-  /** Give up a move after this many seconds (default 900); the instance stays where it was (P5). */
+  /** Give up a move after this many seconds (default 900), waits for move slots included; the move is then rolled back, or finished if it had already committed (P5). */
   timeoutSeconds?: pulumi.Input<number>;
   /** Near-live: at most this many extra pre-copy rounds while the delta shrinks (default 2). */
   preCopyRounds?: pulumi.Input<number>;
