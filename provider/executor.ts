@@ -182,7 +182,9 @@ export function copyPlace(plan: Extract<Plan, { kind: "move" }>, id: string): Pl
 class LeaseKeeper {
   lost?: string;
   private holder: Place;
-  private stopTimer: () => void;
+  private stopTimer: () => Promise<void>;
+  /** Until when the lease is known to hold: the expiry last written. */
+  private heldUntil: number;
   constructor(
     private readonly io: MoveIo,
     private readonly id: string,
@@ -190,6 +192,7 @@ class LeaseKeeper {
     private readonly log: Logger,
   ) {
     this.holder = at;
+    this.heldUntil = io.now() + LEASE_TTL_MS;
     this.stopTimer = io.every(LEASE_TTL_MS / 3, () => this.renew());
   }
   moveTo(p: Place): void {
@@ -205,7 +208,9 @@ class LeaseKeeper {
           this.lost = `run ${l.run} took the lease on ${where(cur)}`;
           return;
         }
+        const until = this.io.now() + LEASE_TTL_MS;
         await this.io.patch(this.holder, { [LEASE_KEY]: leaseValue(this.io) }, cur.etag);
+        this.heldUntil = until;
         return;
       } catch (e) {
         if (!isConflict(e)) {
@@ -216,10 +221,13 @@ class LeaseKeeper {
     }
   }
   check(): void {
-    if (this.lost) throw new LeasedError(`this run lost the lease of the move: ${this.lost}`, {}, "Another run acts on the instance now; nothing more is done by this one");
+    // A lease this run could not renew may have run out: another run may act on the instance now.
+    if (!this.lost && this.io.now() > this.heldUntil - LEASE_MARGIN_MS) this.lost = `it could not be renewed before it ran out at ${new Date(this.heldUntil).toISOString()}`;
+    if (this.lost) throw new LeasedError(`this run lost the lease of the move: ${this.lost}`, {}, "Another run may act on the instance now; this one stops here and reads both sides again");
   }
-  stop(): void {
-    this.stopTimer();
+  /** Stop renewing; resolves once a renewal in flight has ended (it must not write the lease back after the move clears it). */
+  stop(): Promise<void> {
+    return this.stopTimer();
   }
 }
 
@@ -242,6 +250,9 @@ async function writeMarks(io: MoveIo, p: Place, id: string, set: Record<string, 
     }
   }
 }
+
+/** A lease closer than this to its end no longer counts as held. */
+const LEASE_MARGIN_MS = 10_000;
 
 const clearing = (keys: string[]) => Object.fromEntries(keys.map((k) => [k, ""]));
 
@@ -287,7 +298,7 @@ async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeM
   // copy exists.
   const betweenMembers = plan.route.sameServer && !!plan.to.member && !!found.member && found.member !== plan.to.member;
   const mode = !plan.route.sameServer ? plan.route.mode : betweenMembers ? "pull" : "local";
-  const own: Own = { run: io.run, move: { id: moveId, completeSent: false } };
+  const own: Own = { run: io.run, move: { id: moveId, completeSent: false, live } };
   const left = () => {
     const ms = deadline - io.now();
     if (ms <= 0) throw new TimeoutError(`the move did not finish within migration.timeoutSeconds (${d.migration.timeoutSeconds}s)`, { instance: final.name });
@@ -372,12 +383,13 @@ async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeM
       await io.delete(from);
       await boundary("source-deleted", from);
     }
+    await keeper.stop();
+    keeper.check();
     await writeMarks(io, final, id, clearing(FINISH_KEYS), (c) => (c.incoming || c.outgoing ? "marked as a copy in flight" : undefined));
-    keeper.stop();
     await io.boundary("finished", final);
     return { downtimeMs, rounds: nearLive ? rounds : undefined };
   } catch (e) {
-    keeper?.stop();
+    await keeper?.stop();
     if (e instanceof LeasedError && !committed && !keeper) throw e;
     const r = await recover(ctx, own, e, { from, to, final, wasRunning });
     down.release();
@@ -406,6 +418,7 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
     await takeLease(io, id, from, { [MOVE_KEY]: formatMove({ id: moveId, from, to: final }) }, found);
     keeper = new LeaseKeeper(io, id, from, ctx.log);
     await io.boundary("marked", from);
+    keeper.check();
     if (wasRunning && !live) {
       down = await downtimeSlot(ctx, deadline);
       stoppedAt = io.now();
@@ -428,6 +441,7 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
       }
       keeper.moveTo(cur);
       await io.boundary(`moved-${step}`, cur);
+      keeper.check();
     }
     await io.applyDeclared(cur, d, id);
     if (stoppedAt !== undefined && d.running) {
@@ -436,12 +450,13 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
     }
     const downtimeMs = stoppedAt !== undefined ? io.now() - stoppedAt : 0;
     down.release();
+    await keeper.stop();
+    keeper.check();
     await writeMarks(io, cur, id, clearing(FINISH_KEYS), () => undefined);
-    keeper.stop();
     await io.boundary("finished", cur);
     return { downtimeMs };
   } catch (e) {
-    keeper?.stop();
+    await keeper?.stop();
     if (e instanceof LeasedError && !keeper) throw e;
     // LXD may still be running the step whose answer was lost: let it end before reading.
     await io.settleTransfers(cur).catch(() => undefined);

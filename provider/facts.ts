@@ -15,7 +15,7 @@ import type { MoveIo } from "./io";
 import type { Instance } from "./lxd/instances";
 import { isRunning as lxdRunning, rootPool } from "./lxd/instances";
 import { isConflict, isSilent, LxdApiError, PlacementError, RemoteConfigError } from "./lxd/errors";
-import { formatLease, LEASE_KEY, placeKey, type Place } from "./marks";
+import { formatLease, LEASE_KEY, placeKey, sameMachine, type Place } from "./marks";
 import type { Facts } from "./planner";
 import { decide, isClean, isRunning, spareOf, where, type Action, type Copy, type Decision, type Goal, type Own, type View } from "./protocol";
 
@@ -55,6 +55,8 @@ export interface ObserveRequest {
   shared?: boolean;
   /** List the relevant remotes even when the recorded copy carries no marks. */
   thorough?: boolean;
+  /** List every remote (destroy's first read: it must see copies made outside the provider). */
+  everywhere?: boolean;
 }
 
 /** A view, and the remotes whose answer it depends on (the next read must ask them again). */
@@ -72,7 +74,7 @@ export async function observe(io: MoveIo, req: ObserveRequest): Promise<Observed
   const copies = new Map<string, Copy>();
   const silent = new Set<string>();
   const relevant = new Set<string>(req.also ?? []);
-  let everywhere = !recorded;
+  let everywhere = !recorded || !!req.everywhere;
   if (recorded) {
     if (!io.knows(recorded.remote)) {
       throw new RemoteConfigError(
@@ -89,7 +91,7 @@ export async function observe(io: MoveIo, req: ObserveRequest): Promise<Observed
       if (!isSilent(e)) throw e;
       silent.add(recorded.remote);
     }
-    if (got && isClean(got) && !req.thorough && !req.also?.length) return { id, copies: [got], silent: [], recorded, relevant: [recorded.remote] };
+    if (got && isClean(got) && !req.thorough && !req.everywhere && !req.also?.length) return { id, copies: [got], silent: [], recorded, relevant: [recorded.remote] };
     if (got) copies.set(placeKey(got.place), got);
     // Not where the state says: it moved outside the program (P6), or a move was interrupted.
     else if (!silent.has(recorded.remote)) everywhere = true;
@@ -232,7 +234,9 @@ export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
   let lastError: unknown;
   let waitedFor: number | undefined;
   for (let step = 0; step < 64; step++) {
-    const view = await observe(io, { ...req, also: [...relevant], thorough: req.thorough || step > 0 });
+    // Destroy's first read lists every remote: which copies were made outside the provider is
+    // judged on it, and a copy not seen then would pass for the instance once the instance is gone.
+    const view = await observe(io, { ...req, also: [...relevant], thorough: req.thorough || step > 0, everywhere: req.everywhere || (!!goal.absent && step === 0) });
     for (const r of view.relevant) relevant.add(r);
     // Destroy judges once, on its first read, which copies were made outside the provider: once
     // the instance is gone such a copy is alone, and a lone copy would pass for the instance.
@@ -255,7 +259,7 @@ export async function settle(io: MoveIo, req: SettleRequest): Promise<Settled> {
     }
     // A holder on this machine is known alive (its process is there): no wait. One elsewhere may
     // have died: its lease is waited out if it ends soon and is not renewed meanwhile.
-    if (d.kind === "blocked" && d.blocked.kind === "leased" && req.leaseWaitMs && d.blocked.lease.host !== io.holder().host) {
+    if (d.kind === "blocked" && d.blocked.kind === "leased" && req.leaseWaitMs && !sameMachine(d.blocked.lease, io.holder())) {
       const until = d.blocked.lease.until;
       // A lease that moved on was renewed: its run is alive. Only a lease that ends soon is waited out.
       if (waitedFor === undefined || until <= waitedFor) {

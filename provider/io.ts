@@ -10,7 +10,7 @@
  * throws one for which `isConflict` holds.
  */
 import type { Desired } from "./inputs";
-import type { Lease, Place } from "./marks";
+import type { Holder, Lease, Place } from "./marks";
 import type { Copy } from "./protocol";
 
 export interface TransferRequest {
@@ -39,8 +39,8 @@ export interface MoveIo {
   readonly run: string;
   now(): number;
   sleep(ms: number): Promise<void>;
-  /** Call `fn` every `ms` until the returned function is called (lease renewal). */
-  every(ms: number, fn: () => Promise<void>): () => void;
+  /** Call `fn` every `ms` until the returned function is called; it resolves once a call in flight has ended (lease renewal). */
+  every(ms: number, fn: () => Promise<void>): () => Promise<void>;
   /** Every remote a search for a lost instance lists. */
   remotes(): string[];
   /** Whether a remote is configured at all (an unknown remote in the state is an error, never "gone"). */
@@ -68,6 +68,6 @@ export interface MoveIo {
   /** A step boundary of a move: `LXD_PLACEMENT_CRASH_AT` may end the process here. */
   boundary(step: string, p?: Place): Promise<void>;
   /** This process as a lease holder, and whether another holder's lease still holds. */
-  holder(): { host?: string; pid?: number; start?: string };
+  holder(): Holder;
   leaseHolds(l: Lease): boolean;
 }

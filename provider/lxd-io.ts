@@ -11,7 +11,7 @@ import type { MoveIo, ServerStep, TransferRequest } from "./io";
 import type { LxdClient, Operation } from "./lxd/client";
 import { isSilent, PlacementError } from "./lxd/errors";
 import { deleteInstance, getInstance, isRunning, patchInstance, postInstance, rootPool, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
-import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, leaseHolds, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, parseLease, parseMove, placeKey, thisHolder, type Lease, type Place } from "./marks";
+import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, leaseHolds, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, parseLease, parseMove, placeKey, thisHolder, type Holder, type Lease, type Place } from "./marks";
 import type { Copy } from "./protocol";
 import { copy } from "./transfer";
 
@@ -94,17 +94,19 @@ export class LxdIo implements MoveIo {
   sleep(ms: number): Promise<void> {
     return new Promise((r) => setTimeout(r, ms));
   }
-  every(ms: number, fn: () => Promise<void>): () => void {
-    let busy = false;
+  every(ms: number, fn: () => Promise<void>): () => Promise<void> {
+    let running: Promise<void> | undefined;
     const t = setInterval(() => {
-      if (busy) return;
-      busy = true;
-      fn()
+      if (running) return;
+      running = fn()
         .catch(() => undefined)
-        .finally(() => (busy = false));
+        .finally(() => (running = undefined));
     }, ms);
     t.unref();
-    return () => clearInterval(t);
+    return async () => {
+      clearInterval(t);
+      await running;
+    };
   }
   remotes(): string[] {
     return this.estate.remotes.names;
@@ -189,7 +191,7 @@ export class LxdIo implements MoveIo {
   boundary(step: string, p?: Place): Promise<void> {
     return crashPoint(step, p);
   }
-  holder(): { host?: string; pid?: number; start?: string } {
+  holder(): Holder {
     return thisHolder();
   }
   leaseHolds(l: Lease): boolean {

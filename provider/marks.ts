@@ -79,16 +79,19 @@ export interface Lease {
   pid?: number;
   /** The holder process's start time (/proc/PID/stat field 22), against pid reuse. */
   start?: string;
+  /** The holder's kernel boot and pid namespace: a pid means this process only where both are ours. */
+  boot?: string;
+  pidns?: string;
 }
 
 export function formatLease(l: Lease): string {
-  return JSON.stringify({ run: l.run, until: new Date(l.until).toISOString(), host: l.host, pid: l.pid, start: l.start });
+  return JSON.stringify({ run: l.run, until: new Date(l.until).toISOString(), host: l.host, pid: l.pid, start: l.start, boot: l.boot, pidns: l.pidns });
 }
 
 export function parseLease(v: string | undefined): Lease | "invalid" | undefined {
   if (!v) return undefined;
   try {
-    const o = JSON.parse(v) as { run?: unknown; until?: unknown; host?: unknown; pid?: unknown; start?: unknown };
+    const o = JSON.parse(v) as { run?: unknown; until?: unknown; host?: unknown; pid?: unknown; start?: unknown; boot?: unknown; pidns?: unknown };
     const until = typeof o.until === "string" ? Date.parse(o.until) : NaN;
     if (typeof o.run !== "string" || !o.run || !Number.isFinite(until)) return "invalid";
     return {
@@ -97,6 +100,8 @@ export function parseLease(v: string | undefined): Lease | "invalid" | undefined
       host: typeof o.host === "string" ? o.host : undefined,
       pid: typeof o.pid === "number" ? o.pid : undefined,
       start: typeof o.start === "string" ? o.start : undefined,
+      boot: typeof o.boot === "string" ? o.boot : undefined,
+      pidns: typeof o.pidns === "string" ? o.pidns : undefined,
     };
   } catch {
     return "invalid";
@@ -115,18 +120,37 @@ export function processStart(pid: number): string | undefined {
   }
 }
 
+function readOr(f: () => string): string | undefined {
+  try {
+    return f().trim();
+  } catch {
+    return undefined;
+  }
+}
+const BOOT = readOr(() => fs.readFileSync("/proc/sys/kernel/random/boot_id", "utf8"));
+const PIDNS = readOr(() => fs.readlinkSync("/proc/self/ns/pid"));
+
+export type Holder = Pick<Lease, "host" | "pid" | "start" | "boot" | "pidns">;
+
+/** Whether a lease was written by a process that shares this one's host, kernel boot and pid namespace. */
+export function sameMachine(l: Holder, me: Holder): boolean {
+  return !!l.host && l.host === me.host && !!l.boot && l.boot === me.boot && !!l.pidns && l.pidns === me.pidns;
+}
+
 /** This process, as a lease holder. */
-export function thisHolder(): { host: string; pid: number; start?: string } {
-  return { host: os.hostname(), pid: process.pid, start: processStart(process.pid) };
+export function thisHolder(): Holder {
+  return { host: os.hostname(), pid: process.pid, start: processStart(process.pid), boot: BOOT, pidns: PIDNS };
 }
 
 /**
- * Whether the lease still holds at `now`: not expired, and not held by a process of this machine
- * that is gone (a run that was killed: its lease must not block the next run for a minute).
+ * Whether the lease still holds at `now`: not expired, and not held by a process that is gone
+ * from this very machine (a run that was killed: its lease must not block the next run for a
+ * minute). Only a holder with our host name, kernel boot and pid namespace is looked up by pid:
+ * containers on one host may share a host name and not their pids.
  */
-export function leaseHolds(l: Lease, now: number, host = os.hostname()): boolean {
+export function leaseHolds(l: Lease, now: number, me: Holder = thisHolder()): boolean {
   if (l.until <= now) return false;
-  if (l.host === host && l.pid) {
+  if (sameMachine(l, me) && l.pid) {
     const start = processStart(l.pid);
     if (start === undefined) return false;
     if (l.start && start !== l.start) return false;

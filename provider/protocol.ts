@@ -51,6 +51,8 @@ export interface Own {
     id: string;
     /** Whether this run ever sent the PATCH that marks its copy complete (answered or not). */
     completeSent: boolean;
+    /** A live move: LXD itself starts the copy when its transfer succeeds, whatever this run sent. */
+    live?: boolean;
   };
 }
 
@@ -101,6 +103,21 @@ export const where = (c: Copy): string => `${placeKey(c.place)}${c.member ? `@${
 const recordOf = (c: Copy): MoveMark | undefined => (c.move && c.move !== "invalid" ? c.move : undefined);
 
 /**
+ * Whether a copy stands where its own move record says one of that move's copies is: the source,
+ * the copy, or the copy renamed from its temporary name to the declared one. A copy of such a
+ * copy made elsewhere (`lxc copy` keeps user.* keys) carries the same record but not the place.
+ */
+function whereItsRecordSays(c: Copy, id: string): boolean {
+  const rec = recordOf(c);
+  if (!rec) return false;
+  const renamed = rec.to.remote === c.place.remote && rec.to.project === c.place.project && isTempName(rec.to.name, id) && rec.to.name === tempName(c.place.name, id);
+  return samePlace(rec.from, c.place) || samePlace(rec.to, c.place) || renamed;
+}
+
+/** A copy that runs while marked incoming: LXD started it at the end of a successful live transfer, and it has served since. */
+const liveCopy = (c: Copy): boolean => !!c.incoming && isRunning(c.status);
+
+/**
  * Which copies are the provider's, by their marks and where they stand:
  *  - target: marked incoming (not the instance: never promoted unless complete);
  *  - source: marked outgoing, not incoming (the instance until its move commits);
@@ -117,6 +134,7 @@ export function classify(v: View): { targets: Copy[]; sources: Copy[]; plains: C
     const rec = recordOf(c);
     if (c.incoming) (rec && rec.id === c.incoming && !samePlace(rec.to, c.place) ? outside : targets).push(c);
     else if (c.outgoing) (rec && rec.id === c.outgoing && !samePlace(rec.from, c.place) ? outside : sources).push(c);
+    else if (rec && !whereItsRecordSays(c, v.id)) outside.push(c);
     else plains.push(c);
   }
   return { targets, sources, plains, outside };
@@ -153,7 +171,7 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
 
   if (v.silent.length) {
     const m = own.move;
-    const src = m && !m.completeSent ? sources.find((s) => s.outgoing === m.id) : undefined;
+    const src = m && !m.completeSent && !m.live ? sources.find((s) => s.outgoing === m.id) : undefined;
     const mine = src && (!src.lease || (src.lease !== "invalid" && src.lease.run === own.run));
     const completeSeen = m && v.copies.some((c) => c.complete === m.id);
     if (src && mine && !completeSeen && !foreignLease(v, own.run)) {
@@ -173,7 +191,8 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
   for (const c of targets) {
     const m = c.incoming!;
     const src = sources.find((s) => s.outgoing === m);
-    const complete = c.complete === m;
+    // Known complete: marked so after LXD confirmed the transfer, or started by LXD itself (live).
+    const complete = c.complete === m || liveCopy(c);
     if (src) {
       if (complete && !isRunning(src.status)) return act({ kind: "clear", copy: c, keys: COMMIT_KEYS, why: `commit: the copy is complete and its source ${where(src)} is stopped` });
       if (complete && isRunning(c.status)) {
@@ -183,7 +202,7 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
       return act({ kind: "remove", copy: c, why: complete ? `the source ${where(src)} ran after this copy was made: the copy is stale` : `a partial copy beside its source ${where(src)}` });
     }
     const instanceElsewhere = plains.length + sources.length > 0;
-    if (!complete && instanceElsewhere) return act({ kind: "remove", copy: c, why: `a partial copy; the instance is at ${where((plains[0] ?? sources[0])!)}` });
+    if (!complete && !liveCopy(c) && instanceElsewhere) return act({ kind: "remove", copy: c, why: `a partial copy; the instance is at ${where((plains[0] ?? sources[0])!)}` });
     if (!instanceElsewhere && outside.length === 0) return { kind: "blocked", blocked: { kind: "orphan", copy: c } };
     return { kind: "blocked", blocked: { kind: "inconsistent", copies: v.copies, why: `${where(c)} is marked as a ${complete ? "complete" : "partial"} copy of a move whose source is not there` } };
   }

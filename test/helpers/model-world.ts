@@ -85,8 +85,8 @@ export interface Faults {
   crashAtCall?: number;
   /** Crash at step boundary #k of the run (0-based, in the order reached). */
   crashAtBoundary?: number;
-  /** Request #k's response is lost, after it took effect (applied) or before. */
-  lostAtCall?: { k: number; applied: boolean };
+  /** Request #k's response is lost, after it took effect (applied) or before; with `thenSilent`, its server stops answering right after. */
+  lostAtCall?: { k: number; applied: boolean; thenSilent?: boolean };
   /** Transfer request #k is cut short: a partial copy stays; its target may stay silent for the rest of the run. */
   cutTransfer?: { k: number; targetSilent: boolean };
   /** From mutating request #k on, this remote does not answer (its daemon frozen). */
@@ -107,6 +107,7 @@ export class ModelIo implements MoveIo {
   crashed = false;
   private silentNow = new Set<string>();
   private last?: string;
+  private silentAfter?: string;
   /** Every state seen (World.key) and every transition between two of them. */
   states = new Map<string, World>();
   transitions = new Set<string>();
@@ -159,6 +160,7 @@ export class ModelIo implements MoveIo {
     if (this.isSilent(remote)) this.noAnswer(remote);
     const lost = this.faults.lostAtCall;
     if (lost && lost.k === k) {
+      if (lost.thenSilent) this.silentAfter = remote;
       if (!lost.applied) this.noAnswer(remote);
       return { lostAfter: true };
     }
@@ -173,16 +175,20 @@ export class ModelIo implements MoveIo {
     if (this.last !== undefined) this.transitions.add(`${this.last} => ${now}`);
     this.last = now;
     if (!this.states.has(now)) this.states.set(now, this.world.clone());
-    if (lostAfter) this.noAnswer(remote);
+    if (lostAfter) {
+      if (this.silentAfter) this.silentNow.add(this.silentAfter);
+      this.noAnswer(remote);
+    }
   }
 
   private serving(): MCopy[] {
     const all = [...this.world.copies.values()];
     return all.filter((c) => {
-      if (c.status !== "Running" || c.config[INCOMING_KEY]) return false;
+      // A copy in flight does not serve, except the live copy LXD started: it serves at once.
+      if (c.status !== "Running" || (c.config[INCOMING_KEY] && !c.liveCopy)) return false;
       // LXD's live handover: the source it resumed is a copy to LXD while the live copy runs.
       const m = c.config[OUTGOING_KEY];
-      return !(m && all.some((x) => x.config[INCOMING_KEY] === m && x.status === "Running"));
+      return !(m && !c.config[INCOMING_KEY] && all.some((x) => x.config[INCOMING_KEY] === m && x.status === "Running"));
     });
   }
 
@@ -233,8 +239,8 @@ export class ModelIo implements MoveIo {
     if (this.crashed) throw new ModelCrash();
     this.world.clock += ms;
   }
-  every(): () => void {
-    return () => undefined;
+  every(): () => Promise<void> {
+    return async () => undefined;
   }
   remotes(): string[] {
     return REMOTES;
@@ -242,7 +248,7 @@ export class ModelIo implements MoveIo {
   knows(remote: string): boolean {
     return REMOTES.includes(remote);
   }
-  holder(): { host?: string; pid?: number } {
+  holder(): { host?: string } {
     return { host: "model" };
   }
   leaseHolds(l: Lease): boolean {

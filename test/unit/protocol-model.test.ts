@@ -208,7 +208,7 @@ async function explore(sc: Scenario, t: Totals): Promise<void> {
   const first: Faults[] = [
     ...range(base.io.boundaries.length).map((k) => ({ crashAtBoundary: k })),
     ...range(N).map((k) => ({ crashAtCall: k })),
-    ...range(N).flatMap((k) => [{ lostAtCall: { k, applied: true } }, { lostAtCall: { k, applied: false } }]),
+    ...range(N).flatMap((k) => [{ lostAtCall: { k, applied: true } }, { lostAtCall: { k, applied: false } }, { lostAtCall: { k, applied: true, thenSilent: true } }]),
     ...range(base.io.transfers).flatMap((k) => [{ cutTransfer: { k, targetSilent: true } }, { cutTransfer: { k, targetSilent: false } }]),
     ...range(N).flatMap((k) => involved.map((remote) => ({ silentFrom: { k, remote } }))),
   ];

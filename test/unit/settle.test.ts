@@ -18,7 +18,7 @@ import { MoveFailedError } from "../../provider/lxd/errors";
 import { getInstance } from "../../provider/lxd/instances";
 import { LxdIo } from "../../provider/lxd-io";
 import { configure, diff } from "../../provider/resource";
-import { COMPLETE_KEY, formatLease, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, type Place } from "../../provider/marks";
+import { COMPLETE_KEY, formatLease, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, thisHolder, type Place } from "../../provider/marks";
 import { plan } from "../../provider/planner";
 import { decide, explain, type Copy, type View } from "../../provider/protocol";
 import { startFakes, type FakeInstance, type FakeLxd } from "../helpers/fake-lxd";
@@ -54,6 +54,9 @@ describe("P5: decide, branch by branch", () => {
     ["a lone complete copy is never promoted either: reported", view([tgt({ complete: M })]), "blocked orphan"],
     ["a partial copy whose source lost its marks is removed: the instance is elsewhere", view([copy(S1), tgt()]), "remove s2"],
     ["two unmarked copies (one made by lxc copy) are reported, neither deleted", view([copy(S1), copy(S2)]), "blocked several"],
+    ["a live copy LXD started (running, incoming) beside its stopped source has served: committed", view([src(), tgt({ status: "Running" })]), "clear s2 incoming,complete,outgoing"],
+    ["a live copy LXD started beside the source it resumed: the source stops first", view([src({ status: "Running" }), tgt({ status: "Running" })]), "stop s1"],
+    ["I4: no exception for a live move: its copy may run whatever this run sent", view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]), "blocked silent", { run: "this-run", move: { id: M, completeSent: false, live: true } }],
     ["a copy of a copy in flight (lxc copy) is outside the provider: never touched", view([src(), tgt(), copy({ ...S2, name: "web-copy" }, { incoming: M, move: rec })]), "remove s2"],
     ["marks without a move record beside an unmarked copy: undecidable, reported", view([copy(S1, { outgoing: M }), copy(S2)]), "blocked inconsistent"],
     ["I4: a partial copy and a silent source's server: nothing decided", view([tgt()], ["s1"]), "blocked silent"],
@@ -207,6 +210,34 @@ describe("P5: settle against servers", () => {
     expect(s2.instances.has("web")).toBe(true);
   });
 
+  it("destroy lists every remote before it judges: a copy made outside the provider survives even when the recorded copy is clean", async () => {
+    const { io, s1, s2, s3 } = await setup();
+    s1.addInstance(inst({}, { status: "Running" }));
+    s3.addInstance(inst({}, { name: "web" }));
+    const d = await settle(io, { id: ID, recorded: S1, goal: { absent: true } });
+    expect(d.decision).toMatchObject({ kind: "gone", left: [{ place: { remote: "s3", name: "web" } }] });
+    expect(s1.instances.has("web")).toBe(false);
+    expect(s3.instances.has("web")).toBe(true);
+    expect(mutations(s3)).toEqual([]);
+  });
+
+  it("a user's copy of a copy that still carries a move record (not where the record says) is never the provider's", async () => {
+    const { io, s1, s2, s3 } = await setup();
+    s2.addInstance(inst({ [MOVE_KEY]: RECORD }, { status: "Running" }));
+    s3.addInstance(inst({ [MOVE_KEY]: RECORD }));
+    // An update reads the servers the record names (s1, s2): it finishes the move on s2, and s3's copy is untouched.
+    const r = await settle(io, { id: ID, recorded: S2 });
+    expect(r.decision).toMatchObject({ kind: "done", instance: { place: S2 } });
+    expect(mutations(s3)).toEqual([]);
+    // Destroy reads every remote: the copy on s3 stands where no copy of that move is, so it is not the provider's.
+    s2.instances.get("web")!.config[MOVE_KEY] = RECORD;
+    const d = await settle(io, { id: ID, recorded: S2, goal: { absent: true } });
+    expect(d.decision).toMatchObject({ kind: "gone", left: [{ place: { remote: "s3" } }] });
+    expect(s2.instances.has("web")).toBe(false);
+    expect(s3.instances.has("web")).toBe(true);
+    expect(mutations(s1)).toEqual([]);
+  });
+
   it("another run's lease keeps this one out (nothing sent); a lease whose time is up does not", async () => {
     const { io, s1, s2 } = await setup();
     const lease = (until: number) => formatLease({ run: "other-run", until, host: "elsewhere", pid: 1 });
@@ -230,9 +261,14 @@ describe("P5: settle against servers", () => {
 
   it("a lease held by a process of this machine that is gone holds no more (the next run need not wait)", async () => {
     const { io, s1 } = await setup(["s1", "s2"]);
-    s1.addInstance(inst({ [LEASE_KEY]: formatLease({ run: "killed-run", until: Date.now() + 60_000, host: os.hostname(), pid: 2 ** 22 + 7, start: "1" }) }));
+    const me = thisHolder();
+    s1.addInstance(inst({ [LEASE_KEY]: formatLease({ run: "killed-run", until: Date.now() + 60_000, ...me, pid: 2 ** 22 + 7, start: "1" }) }));
     const r = await settle(io, { id: ID, recorded: S1 });
     expect(r.decision).toMatchObject({ kind: "done", instance: { place: S1 } });
+    // The same host name in another pid namespace (a container sharing the host's network): its pid means nothing here.
+    s1.instances.get("web")!.config[LEASE_KEY] = formatLease({ run: "other-container", until: Date.now() + 60_000, ...me, pid: 2 ** 22 + 7, pidns: "pid:[1]" });
+    const other = await settle(io, { id: ID, recorded: S1 });
+    expect(other.decision).toMatchObject({ kind: "blocked", blocked: { kind: "leased", lease: { run: "other-container" } } });
   });
 });
 
