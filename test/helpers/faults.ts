@@ -125,9 +125,17 @@ export async function restoreEstate(): Promise<{ restarted: Daemon[] }> {
  */
 export async function stuckInstanceOps(d: Daemon, before: number, graceMs = 30_000): Promise<string[]> {
   const remote = d.startsWith("m") ? "cluster" : d;
+  // A daemon just thawed may answer a query with nothing at all (seen once in CI): such an
+  // answer says nothing, and is asked again within the grace period.
   const list = async () => {
-    const out = await lxc(["query", `${remote}:/1.0/operations?recursion=1`], { timeoutMs: 10_000 });
-    const ops = (JSON.parse(out) as { running?: { class: string; description: string; created_at: string; location: string; id: string }[] }).running ?? [];
+    const out = await lxc(["query", `${remote}:/1.0/operations?recursion=1`], { timeoutMs: 10_000 }).catch((e: Error) => `unreadable: ${e.message}`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(out);
+    } catch {
+      return [`(the operations could not be read: ${out.trim().slice(0, 120) || "an empty answer"})`];
+    }
+    const ops = (parsed as { running?: { class: string; description: string; created_at: string; location: string; id: string }[] }).running ?? [];
     return ops
       .filter((o) => o.class === "task" && /instance/i.test(o.description) && Date.parse(o.created_at) < before)
       .filter((o) => remote !== "cluster" || o.location === d)
