@@ -14,7 +14,7 @@
  * The error then says where the instance is.
  */
 import { randomUUID } from "node:crypto";
-import { foundOf, LEASE_TTL_MS, leaseValue, powerWord, settle, type Settled } from "./facts";
+import { LEASE_TTL_MS, leaseValue, powerWord, settle, type Settled } from "./facts";
 import type { Desired } from "./inputs";
 import type { MoveIo } from "./io";
 import type { LxdClient } from "./lxd/client";
@@ -528,4 +528,3 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
   throw MoveFailedError.with("undecided", `move failed: ${why}. No copy of the instance was found afterwards (${s.view.copies.map(describeCopy).join(", ") || "none"})`, { instance: d.name }, undefined, { cause });
 }
 
-export { foundOf };
