@@ -391,7 +391,7 @@ async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeM
   } catch (e) {
     await keeper?.stop();
     if (e instanceof LeasedError && !committed && !keeper) throw e;
-    const r = await recover(ctx, own, e, { from, to, final, wasRunning });
+    const r = await recover(ctx, own, e, { from, to, final, wasRunning, stopped: stoppedAt !== undefined });
     down.release();
     return { downtimeMs: stoppedAt !== undefined ? io.now() - stoppedAt : 0, rounds: nearLive ? rounds : undefined, ...r };
   } finally {
@@ -460,7 +460,7 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
     if (e instanceof LeasedError && !keeper) throw e;
     // LXD may still be running the step whose answer was lost: let it end before reading.
     await io.settleTransfers(cur).catch(() => undefined);
-    const r = await recover(ctx, own, e, { from, to: final, final, wasRunning });
+    const r = await recover(ctx, own, e, { from, to: final, final, wasRunning, stopped: stoppedAt !== undefined });
     return { downtimeMs: stoppedAt !== undefined ? io.now() - stoppedAt : 0, ...r };
   } finally {
     down.release();
@@ -472,9 +472,11 @@ async function serverSide(ctx: MoveContext, deadline: number): Promise<{ downtim
  * back or forward from what is there. Returns when the move ended at its target after all;
  * throws MoveFailedError saying where the instance is otherwise.
  */
-async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Place; to: Place; final: Place; wasRunning: boolean }): Promise<Record<string, never>> {
+async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Place; to: Place; final: Place; wasRunning: boolean; stopped: boolean }): Promise<Record<string, never>> {
   const { io, id, desired: d } = ctx;
   const why = (cause as Error).message;
+  // P4 cannot be kept while the server is silent: say so rather than let "nothing was started" read as "still running".
+  const stoppedNote = m.stopped && m.wasRunning && d.running ? " The move stopped (or was stopping) the instance for its cutover; it could not be started again while the server does not answer, and the next run starts it (P4)." : "";
   ctx.log(`the move hit an error (${why.split("\n")[0]}); reading both sides again`);
   let s: Settled;
   try {
@@ -488,7 +490,7 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       log: ctx.log,
     });
   } catch (e) {
-    throw MoveFailedError.with("undecided", `move failed: ${why}. Reading the servers again failed too (${(e as Error).message}); nothing more was changed, and the next run settles the move from what it finds (P5)`, { instance: d.name }, undefined, { cause });
+    throw MoveFailedError.with("undecided", `move failed: ${why}. Reading the servers again failed too (${(e as Error).message}); nothing more was changed, and the next run settles the move from what it finds (P5).${stoppedNote}`, { instance: d.name }, undefined, { cause });
   }
   const dec = s.decision;
   if (dec.kind === "done") {
@@ -516,7 +518,7 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       const where_ = src ? `the instance is at ${where(src)}, ${powerWord(src)}; ` : "";
       throw MoveFailedError.with(
         "undecided",
-        `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5)`,
+        `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5).${stoppedNote}`,
         { instance: d.name },
         undefined,
         { cause },

@@ -371,6 +371,26 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     expect(s1.instances.has("web")).toBe(false);
   });
 
+  it("the source's server goes silent right after the cutover's stop: nothing is started or deleted, and the error says the instance was stopped and the next run starts it (P4)", async () => {
+    const { io, s1, e } = await setup(["s1", "s2"]);
+    s1.addInstance(inst({}, { status: "Running" }));
+    // The stop takes effect; its answer is lost and s1 stops answering.
+    s1.inject("PUT", /^\/1\.0\/instances\/web\/state$/, 500, "connection reset (lost answer)", { applied: true, then: () => s1.goSilent() });
+    const found = (await io.get(S1, ID))!;
+    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
+    const desired: Desired = { ...v, name: "web", remote: "s2" };
+    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
+    if (p.kind !== "move") throw new Error("no move");
+    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(MoveFailedError);
+    expect((err as MoveFailedError).outcome).toBe("undecided");
+    expect((err as Error).message).toMatch(/Remote "s1" did not answer: nothing was deleted, promoted or started .*could not be started again while the server does not answer, and the next run starts it \(P4\)/);
+    s1.comeBack();
+    expect(s1.instances.get("web")).toMatchObject({ status: "Stopped" });
+    expect(starts(s1)).toEqual([]);
+    expect(s1.find("DELETE", "/1.0/instances/web")).toEqual([]);
+  });
+
   it("the copy's transfer fails on the target: the partial copy is removed and the source keeps running, unmarked (nothing lost)", async () => {
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
