@@ -516,9 +516,11 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       // Say what is known: the source this run still holds, and what stays for a later run.
       const src = s.view.copies.find((c) => c.outgoing === own.move?.id && !c.incoming);
       const where_ = src ? `the instance is at ${where(src)}, ${powerWord(src)}; ` : "";
+      // The source may have served again (rule 0 of decide): then there is nothing to add.
+      const note = src && isRunning(src.status) ? "" : stoppedNote;
       throw MoveFailedError.with(
         "undecided",
-        `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5).${stoppedNote}`,
+        `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5).${note}`,
         { instance: d.name },
         undefined,
         { cause },

@@ -391,6 +391,22 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     expect(s1.find("DELETE", "/1.0/instances/web")).toEqual([]);
   });
 
+  it("the target's server goes silent mid-transfer after the cutover's stop: the source serves again (its copy was never complete) and the error says where it runs", async () => {
+    const { io, s1, s2, e } = await setup(["s1", "s2"]);
+    s1.addInstance(inst({}, { status: "Running" }));
+    s2.inject("POST", /^\/1\.0\/instances$/, 500, "connection reset (lost answer)", { then: () => s2.goSilent() });
+    const found = (await io.get(S1, ID))!;
+    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
+    const desired: Desired = { ...v, name: "web", remote: "s2" };
+    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
+    if (p.kind !== "move") throw new Error("no move");
+    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    expect((err as MoveFailedError).outcome).toBe("undecided");
+    expect((err as Error).message).toMatch(/Remote "s2" did not answer: the instance is at s1:default\/web, running; nothing was deleted/);
+    expect((err as Error).message).not.toMatch(/could not be started again/);
+    expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
+  });
+
   it("the copy's transfer fails on the target: the partial copy is removed and the source keeps running, unmarked (nothing lost)", async () => {
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
