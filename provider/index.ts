@@ -1,4 +1,4 @@
 /** The provider's implementation, loaded by the thin serialized shim at call time. */
 export * as instance from "./resource";
-export { describe, plan } from "./planner";
+export { planText, plan } from "./planner";
 export * from "./lxd/errors";

@@ -252,7 +252,7 @@ export function plan(input: PlanInput): Plan {
 }
 
 /** One line for preview and logs: what moves where, how and why. */
-export function describe(p: Plan): string {
+export function planText(p: Plan): string {
   if (p.kind === "noop") return "no move";
   if (p.kind === "refuse") return `refused: ${p.field}: ${p.reason}${p.rule ? ` (${p.rule})` : ""}`;
   const at = (x: Placement) => `${x.remote}:${x.project}/${x.name}${x.member ? `@${x.member}` : ""}${x.pool ? ` pool=${x.pool}` : ""}`;

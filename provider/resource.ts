@@ -11,13 +11,13 @@ import { parseInputs, type CheckFailure, type Desired, type InstanceInputs } fro
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
 import { progress, type LxdClient } from "./lxd/client";
 import { MoveFailedError, PlacementError, PlanRefusedError } from "./lxd/errors";
-import { StackRemotesSchema, type StackRemotes } from "./lxd/remotes";
+import { parseStackRemotes, STACK_REMOTES_KEY, type StackRemotes } from "./lxd/remotes";
 import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
 import { resolveImage } from "./lxd/resources";
 import { LxdIo } from "./lxd-io";
 import { acquire } from "./limiter";
 import { MARKER_KEY, type Place } from "./marks";
-import { describe, placementErrors, plan, resolveMember, type Plan } from "./planner";
+import { placementErrors, plan, planText, resolveMember, type Plan } from "./planner";
 import { authority, describeCopy, explain, where, type Blocked, type Copy } from "./protocol";
 
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
@@ -59,20 +59,7 @@ const LEASE_WAIT_MS = LEASE_TTL_MS + 5_000;
 
 /** configure: stack config `lxd-placement:remotes` (JSON; secret because it may hold the client key). */
 export async function configure(req: { config: { get(key: string): string | undefined } }): Promise<void> {
-  const raw = req.config.get("lxd-placement:remotes");
-  if (!raw) return;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw new PlacementError("stack config lxd-placement:remotes is not valid JSON", { field: "lxd-placement:remotes" });
-  }
-  const r = StackRemotesSchema.safeParse(parsed);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    throw new PlacementError(`stack config lxd-placement:remotes: ${i.path.join(".")}: ${i.message}`, { field: "lxd-placement:remotes" });
-  }
-  stackRemotes = r.data;
+  stackRemotes = parseStackRemotes(req.config.get(STACK_REMOTES_KEY));
   estateSingleton = undefined;
 }
 
@@ -80,7 +67,7 @@ export async function configure(req: { config: { get(key: string): string | unde
 progress.sink = (remote, text) => process.stdout.write(`lxd-placement: progress on ${remote}: ${text}\n`);
 
 export function log(name: string, text: string): void {
-  // Dynamic providers have no engine log connection: stdout is shown as info (pulumi-notes.md).
+  // A dynamic provider has no connection to the engine's log: what it writes to stdout the engine shows as info.
   process.stdout.write(`lxd-placement: ${name}: ${text}\n`);
 }
 
@@ -236,7 +223,7 @@ export async function diff(id: string, olds: Record<string, unknown>, news: Reco
       const { plan: p } = await planFor(id, olds, desired, e, () => undefined, { settle: false });
       // P3: a refused plan fails the preview, before anything changes.
       if (p.kind === "refuse") throw refusal(p, desired.name);
-      log(desired.name, `plan: ${describe(p)}`);
+      log(desired.name, `plan: ${planText(p)}`);
     }
   }
   return { changes: true, replaces: [], deleteBeforeReplace: false };
@@ -396,7 +383,7 @@ export async function update(id: string, olds: Record<string, unknown>, news: Re
   let at: Place = found!.place;
   let move: MoveRecord | undefined;
   if (p.kind === "move") {
-    lg(`plan: ${describe(p)}`);
+    lg(`plan: ${planText(p)}`);
     const release = await acquire([p.from.remote, p.to.remote], Date.now() + d.migration.timeoutSeconds * 1000);
     try {
       try {

@@ -17,7 +17,7 @@ function impl(): typeof import("./index") {
   }
 }
 
-// The engine passes the resource's current outputs as `olds` to diff (pulumi-notes.md).
+// The engine passes the resource's current outputs (not its inputs) as `olds` to diff.
 export const instanceProvider: pulumi.dynamic.ResourceProvider = {
   configure: (req) => impl().instance.configure(req),
   check: (olds, news) => impl().instance.check(olds, news),

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Local LXD estate for acceptance and e2e tests, kept in .sandbox/ of the checkout.
+# Local LXD estate for the e2e and fault tests, kept in .sandbox/ of the checkout.
 #
 #   scripts/sandbox.sh up       start (or repair) everything; a no-op when all runs
 #   scripts/sandbox.sh down     stop everything, leave no daemon, mount or bridge behind

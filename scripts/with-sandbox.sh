@@ -2,7 +2,7 @@
 # Run CMD against the LXD sandbox and always take the sandbox down afterwards,
 # also when CMD fails or the run is interrupted. Exits with CMD's status.
 #
-#   scripts/with-sandbox.sh npx jest --selectProjects acceptance
+#   scripts/with-sandbox.sh npx jest --selectProjects e2e
 set -uo pipefail
 
 if [ "$#" -eq 0 ]; then

@@ -30,6 +30,9 @@ export class PlacementError extends Error {
     // These errors are written for users: the engine prints `stack`, and a JavaScript trace
     // under a refusal that names the field, the rule and the fix only hides it.
     this.stack = `${this.name}: ${this.message}`;
+    // Thrown in a program (InstanceGroup reads LXD there), the Node.js language host prints a
+    // RunError's message alone instead of an "unhandled exception" dump; it knows the brand.
+    Object.defineProperty(this, "__pulumiRunError", { value: true });
   }
 
   static is(e: unknown): e is PlacementError {

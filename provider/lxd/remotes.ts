@@ -2,7 +2,7 @@
  * Remotes come from the very file a user's `lxc` reads: `$LXD_CONF/config.yml` (default
  * `~/.config/lxc`), with the client certificate beside it and each server's pinned certificate in
  * `servercerts/<remote>.crt`. Nothing here is captured in Pulumi state: the provider reads it at
- * call time, so keys never land in the serialized program (see docs/trust.md).
+ * call time, so keys never land in the serialized program (README, "Reliability": Trust).
  */
 import * as fs from "node:fs";
 import * as os from "node:os";
@@ -79,6 +79,26 @@ export const StackRemotesSchema = z.record(
 );
 export type StackRemotes = z.infer<typeof StackRemotesSchema>;
 
+/** The stack config key both the provider and the program (InstanceGroup) read remotes from. */
+export const STACK_REMOTES_KEY = "lxd-placement:remotes";
+
+/** Parse the stack config `lxd-placement:remotes` (JSON); absent or empty means none. */
+export function parseStackRemotes(raw: string | undefined): StackRemotes {
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new RemoteConfigError(`stack config ${STACK_REMOTES_KEY} is not valid JSON`, { field: STACK_REMOTES_KEY });
+  }
+  const r = StackRemotesSchema.safeParse(parsed);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new RemoteConfigError(`stack config ${STACK_REMOTES_KEY}: ${i.path.join(".")}: ${i.message}`, { field: STACK_REMOTES_KEY });
+  }
+  return r.data;
+}
+
 /**
  * Load remotes from `$LXD_CONF/config.yml`. A missing file means only the local socket exists.
  * `lxc` always knows a `local` remote, even when its config names none: so does get(). It is
@@ -114,7 +134,7 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRe
         throw new RemoteConfigError(
           `unknown remote "${name}"`,
           { remote: name, field: "remote" },
-          `Known remotes in ${file}: ${names.join(", ")}. Add it with "lxc remote add ${name} https://HOST:8443"`,
+          `Known remotes (${file}${Object.keys(stack).length ? ` and stack config ${STACK_REMOTES_KEY}` : ""}): ${names.join(", ")}. Add it with "lxc remote add ${name} https://HOST:8443", or to stack config ${STACK_REMOTES_KEY}`,
         );
       }
       const fromStack = stack[name];

@@ -1,5 +1,5 @@
 import { InstanceInputsSchema, type Desired } from "../../provider/inputs";
-import { describe as describePlan, plan, type Capabilities, type Facts } from "../../provider/planner";
+import { planText, plan, type Capabilities, type Facts } from "../../provider/planner";
 
 const EXT = ["container_push", "container_push_target", "container_incremental_copy", "migration_stateful", "instance_pool_move", "instance_project_move", "clustering"];
 const standalone = (remote: string, extra: Partial<Capabilities> = {}): Capabilities => ({
@@ -165,7 +165,7 @@ describe("planner", () => {
   });
 
   it("P2: describe says where, how and why", () => {
-    const text = describePlan(run(facts(), desired({ remote: "s2", migration: { mode: "relay" } })));
+    const text = planText(run(facts(), desired({ remote: "s2", migration: { mode: "relay" } })));
     expect(text).toMatch(/s1:default\/web pool=default -> s2:default\/web; cross-server relay; strategy near-live: .*R12/);
   });
 });
