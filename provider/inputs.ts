@@ -4,6 +4,7 @@
  * same fields; test/unit/schema.test.ts keeps the two in agreement.
  */
 import { z } from "zod";
+import { MARK_PREFIX } from "./marks";
 
 /** LXD instance names: 1-63 chars, letters, digits, dashes; not starting with a digit or dash. */
 export const NAME_RE = /^[a-zA-Z][a-zA-Z0-9-]{0,62}$/;
@@ -83,7 +84,7 @@ export function parseInputs(raw: Record<string, unknown>): { value?: InstanceInp
   const v = r.data;
   for (const k of Object.keys(v.config)) {
     if (k.startsWith("volatile.")) failures.push({ property: `config.${k}`, reason: "volatile.* keys belong to LXD and cannot be set" });
-    if (k.startsWith("user.lxd-placement.")) failures.push({ property: `config.${k}`, reason: "user.lxd-placement.* keys are written by the provider" });
+    if (k.startsWith(MARK_PREFIX)) failures.push({ property: `config.${k}`, reason: `${MARK_PREFIX}* keys are written by the provider` });
   }
   for (const [n, d] of Object.entries(v.devices)) {
     if (!d.type) failures.push({ property: `devices.${n}.type`, reason: "every device needs a type (disk, nic, ...)" });

@@ -7,7 +7,7 @@
  * later run (`settle`), call it in a loop: read both sides, decide, act, read again. The model
  * test (test/unit/protocol-model.test.ts) runs that same loop over every reachable state.
  */
-import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MOVE_KEY, OUTGOING_KEY, placeKey, samePlace, type Lease, type MoveMark, type Place } from "./marks";
+import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MARK_PREFIX, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, placeKey, samePlace, type Lease, type MoveMark, type Place } from "./marks";
 
 /** One copy of the instance (an LXD instance carrying its ownership marker), as a read saw it. */
 export interface Copy {
@@ -307,17 +307,17 @@ export function explain(b: Blocked, id: string): { message: string; remedy: stri
     case "several":
       return {
         message: `instance ${id} exists in several places: ${b.copies.map((c) => `${describeCopy(c)}${b.recorded && samePlace(c.place, b.recorded) ? " (recorded in the state)" : ""}`).join(", ")}; copies the provider did not make are never deleted by it`,
-        remedy: "Delete the copies that are not wanted (lxc delete), or remove the ownership marker user.lxd-placement.id from them, then run again; nothing was changed",
+        remedy: `Delete the copies that are not wanted (lxc delete), or remove the ownership marker ${MARKER_KEY} from them, then run again; nothing was changed`,
       };
     case "orphan":
       return {
         message: `only a ${b.copy.complete && b.copy.complete === b.copy.incoming ? "complete" : "partial"} copy of instance ${id} remains, at ${where(b.copy)} (marked incoming); the source was deleted outside the provider`,
-        remedy: `Inspect it; to keep it as the instance, clear its marks (lxc config unset ${b.copy.place.remote}:${b.copy.place.name} user.lxd-placement.incoming --project ${b.copy.place.project}), then run again; nothing was changed`,
+        remedy: `Inspect it; to keep it as the instance, clear its marks (lxc config unset ${b.copy.place.remote}:${b.copy.place.name} ${INCOMING_KEY} --project ${b.copy.place.project}), then run again; nothing was changed`,
       };
     case "inconsistent":
       return {
         message: `the copies of instance ${id} do not match any state a move leaves (${b.why}; seen: ${b.copies.map(describeCopy).join(", ")})`,
-        remedy: "Delete the copies that are not wanted, or clear their user.lxd-placement.* marks, then run again; nothing was changed",
+        remedy: `Delete the copies that are not wanted, or clear their ${MARK_PREFIX}* marks, then run again; nothing was changed`,
       };
   }
 }

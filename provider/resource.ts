@@ -299,7 +299,7 @@ export async function create(inputs: Record<string, unknown>): Promise<{ id: str
   } catch (err) {
     // create is transactional: if it fails, the instance must not exist.
     const mine = await getInstance(c.withTimeout(20_000), d.name).catch(() => undefined);
-    if (mine && mine.instance.config["user.lxd-placement.id"] === id) {
+    if (mine && mine.instance.config[MARKER_KEY] === id) {
       await stopInstance(c.withTimeout(30_000), d.name, 0).catch(() => undefined);
       await deleteInstance(c.withTimeout(30_000), d.name).catch(() => undefined);
     }
@@ -424,7 +424,7 @@ export async function remove(id: string, props: Record<string, unknown>): Promis
   const s = await settle(io(), { id, recorded: placementOf(props), goal: { absent: true }, log: (t) => log(name, t), leaseWaitMs: LEASE_WAIT_MS });
   if (s.decision.kind === "blocked") throw blockedError(s.decision.blocked, id, name);
   if (s.decision.kind === "gone" && s.decision.left.length) {
-    log(name, `left alone, not made by the provider: ${s.decision.left.map(describeCopy).join(", ")} (it still carries the ownership marker user.lxd-placement.id)`);
+    log(name, `left alone, not made by the provider: ${s.decision.left.map(describeCopy).join(", ")} (it still carries the ownership marker ${MARKER_KEY})`);
   }
 }
 
