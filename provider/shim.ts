@@ -7,6 +7,8 @@
  */
 import type * as pulumi from "@pulumi/pulumi";
 
+/* eslint-disable @typescript-eslint/no-require-imports -- resolved at call time, so the serialized provider captures no module */
+
 const BUILD_PATH: string = require("node:path").join(__dirname, "index.js");
 
 function impl(): typeof import("./index") {

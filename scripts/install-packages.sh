@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Install the Debian packages the LXD sandbox needs, and only those missing.
+# Install the Debian packages the LXD sandbox and the lint need, and only those missing.
 # Quiet (no output, no apt-get update) when everything is already present, so
 # it is cheap to call at the start of every CI run.
 set -euo pipefail
 
-PACKAGES=(lxd lxd-client criu busybox-static iptables iproute2 openssl)
+PACKAGES=(lxd lxd-client criu busybox-static iptables iproute2 openssl shellcheck)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

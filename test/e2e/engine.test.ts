@@ -8,15 +8,15 @@ import { E2E_DIR, TestStack } from "../helpers/engine";
 // The provider captures nothing from its surroundings, so its serialized form stays tiny.
 // `size` changes in place; a change of `zone` needs a replacement.
 const provider: pulumi.dynamic.ResourceProvider = {
-  async create(inputs: any) {
+  async create(inputs: Record<string, unknown>) {
     return { id: "x", outs: inputs };
   },
-  async diff(_id: string, olds: any, news: any) {
+  async diff(_id: string, olds: Record<string, unknown>, news: Record<string, unknown>) {
     const replaces = olds.zone !== news.zone ? ["zone"] : [];
     const changes = replaces.length > 0 || olds.size !== news.size;
     return { changes, replaces };
   },
-  async update(_id: string, _olds: any, news: any) {
+  async update(_id: string, _olds: Record<string, unknown>, news: Record<string, unknown>) {
     return { outs: news };
   },
   async delete() {

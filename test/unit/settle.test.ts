@@ -211,7 +211,7 @@ describe("P5: settle against servers", () => {
   });
 
   it("destroy lists every remote before it judges: a copy made outside the provider survives even when the recorded copy is clean", async () => {
-    const { io, s1, s2, s3 } = await setup();
+    const { io, s1, s3 } = await setup();
     s1.addInstance(inst({}, { status: "Running" }));
     s3.addInstance(inst({}, { name: "web" }));
     const d = await settle(io, { id: ID, recorded: S1, goal: { absent: true } });
