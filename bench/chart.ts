@@ -128,7 +128,9 @@ export function downtimeChart(figures: ChartFigure[], opts: ChartOptions = {}): 
         return;
       }
       const top = y(v);
-      out.push(`<rect class="bar" data-series="${escapeXml(s.key)}" data-size="${escapeXml(g)}" x="${c(bx + 2)}" y="${c(top)}" width="${c(barW - 4)}" height="${c(y0 - top)}" fill="${s.color}"><title>${escapeXml(`${s.label}, ${g}: ${num(v)} s`)}</title></rect>`);
+      out.push(
+        `<rect class="bar" data-series="${escapeXml(s.key)}" data-size="${escapeXml(g)}" x="${c(bx + 2)}" y="${c(top)}" width="${c(barW - 4)}" height="${c(y0 - top)}" fill="${s.color}"><title>${escapeXml(`${s.label}, ${g}: ${num(v)} s`)}</title></rect>`,
+      );
       out.push(`<text class="value" x="${cx}" y="${c(top - 5)}" text-anchor="middle">${num(v)}</text>`);
     });
     out.push(`<text x="${c(x0 + gi * groupW + groupW / 2)}" y="${y0 + 20}" text-anchor="middle" font-weight="bold">${escapeXml(g)}</text>`);

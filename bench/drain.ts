@@ -80,7 +80,15 @@ function sh(cmd: string, args: string[], timeoutMs: number): Promise<{ code: num
 
 async function lxc(args: string[], timeoutMs = 120_000): Promise<{ stdout: string; seconds: number }> {
   const r = await sh("lxc", args, timeoutMs);
-  if (r.code !== 0) throw new Error(`lxc ${args.join(" ")} failed (${r.code}): ${r.stderr.trim().split(/[\r\n]+/).slice(-2).join(" | ").slice(0, 400)}`);
+  if (r.code !== 0)
+    throw new Error(
+      `lxc ${args.join(" ")} failed (${r.code}): ${r.stderr
+        .trim()
+        .split(/[\r\n]+/)
+        .slice(-2)
+        .join(" | ")
+        .slice(0, 400)}`,
+    );
   return r;
 }
 
@@ -173,7 +181,9 @@ async function update(m: Managed, change: Record<string, unknown>): Promise<Reco
 
 /** Other running instances on m3 (the evacuation would stop or move them too). */
 async function othersOnDrained(e: Estate, mine: string[]): Promise<string[]> {
-  return (await e.instances(REMOTE, { fresh: true })).filter((i) => i.location === DRAIN && i.status === "Running" && !mine.some((n) => i.name === n || i.name.startsWith(`${n}-lxdp-`))).map((i) => `${i.project}/${i.name}`);
+  return (await e.instances(REMOTE, { fresh: true }))
+    .filter((i) => i.location === DRAIN && i.status === "Running" && !mine.some((n) => i.name === n || i.name.startsWith(`${n}-lxdp-`)))
+    .map((i) => `${i.project}/${i.name}`);
 }
 
 const round = (x: number) => Math.round(x * 100) / 100;
@@ -205,7 +215,9 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
       }),
     );
     managed.sort((a, b) => names.indexOf(a.name) - names.indexOf(b.name));
-    await Promise.all(names.filter((_, k) => k % 2 === 0).map((n) => lxc(["exec", `${REMOTE}:${n}`, "--", "sh", "-c", `dd if=/dev/urandom of=/bench-data bs=1M count=${BIG_MB} 2>/dev/null && sync`], 300_000)));
+    await Promise.all(
+      names.filter((_, k) => k % 2 === 0).map((n) => lxc(["exec", `${REMOTE}:${n}`, "--", "sh", "-c", `dd if=/dev/urandom of=/bench-data bs=1M count=${BIG_MB} 2>/dev/null && sync`], 300_000)),
+    );
     log(`wrote ${BIG_MB} MB into ${Math.ceil(N / 2)} of them`);
 
     // 2. The near-live floor: one container with the 60 MB file moved alone, m3 -> m1 -> m3,
@@ -243,7 +255,9 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
     const after = await locations(e, names);
     const leftOnDrained = names.filter((n) => after[n]?.location === DRAIN || after[n]?.status !== "Running");
     if (leftOnDrained.length) throw new Error(`policy drain left ${leftOnDrained.join(", ")} on ${DRAIN} or not running`);
-    log(`policy drain: ${round(policyWall)}s wall; downtime max ${round(Math.max(...Object.values(policyDown)))}s as polled (${watch.samples} samples), ${Math.max(...recDown)}s as the provider measured`);
+    log(
+      `policy drain: ${round(policyWall)}s wall; downtime max ${round(Math.max(...Object.values(policyDown)))}s as polled (${watch.samples} samples), ${Math.max(...recDown)}s as the provider measured`,
+    );
 
     // 4. Back to m3 (not measured), then the evacuation of the same member with the same instances.
     await Promise.all(managed.map((m) => update(m, { target: DRAIN, migration: { ...migration, group, maxUnavailable: N } })));
@@ -279,7 +293,9 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
     const eMax = others.length ? NaN : Math.max(...Object.values(evacDown));
     const wallRatio = policyWall / evacWall;
     if (retried.length) notes.push(`moves run again after a sandbox transfer failure (their time is in the figures): ${retried.length}`);
-    notes.push(`policy: ${N} containers (${Math.ceil(N / 2)} with ${BIG_MB} MB), strategy ${strategy} (${[...new Set(outs.map((o) => String((o.lastMove as { strategy: string }).strategy)))].join(", ")}), maxUnavailable ${maxUnavailable}, preCopyRounds ${preCopyRounds}, process limits ${process.env.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE ?? 4}/remote ${process.env.LXD_PLACEMENT_MAX_MOVES ?? 8} overall; provider-measured downtime max ${Math.max(...recDown)}s`);
+    notes.push(
+      `policy: ${N} containers (${Math.ceil(N / 2)} with ${BIG_MB} MB), strategy ${strategy} (${[...new Set(outs.map((o) => String((o.lastMove as { strategy: string }).strategy)))].join(", ")}), maxUnavailable ${maxUnavailable}, preCopyRounds ${preCopyRounds}, process limits ${process.env.LXD_PLACEMENT_MAX_MOVES_PER_REMOTE ?? 4}/remote ${process.env.LXD_PLACEMENT_MAX_MOVES ?? 8} overall; provider-measured downtime max ${Math.max(...recDown)}s`,
+    );
     return [
       {
         name: "drain.wall",

@@ -76,10 +76,18 @@ const DOWNTIME_LXC = process.env.BENCH_DOWNTIME_LXC === "1";
 /** read() calls in flight at once in the c10 passes, as a refresh runs them (10). */
 const READ_CONCURRENCY = 10;
 const ALL_PARTS = ["move", "downtime", "relay", "read", "drain"] as const;
-const PARTS = new Set((process.env.BENCH_ONLY ?? ALL_PARTS.join(",")).split(",").map((s) => s.trim()).filter(Boolean));
+const PARTS = new Set(
+  (process.env.BENCH_ONLY ?? ALL_PARTS.join(","))
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 for (const p of PARTS) if (!(ALL_PARTS as readonly string[]).includes(p)) throw new Error(`BENCH_ONLY: unknown part "${p}" (parts: ${ALL_PARTS.join(", ")})`);
 function listEnv<T extends string>(name: string, all: readonly T[]): T[] {
-  const v = (process.env[name] ?? all.join(",")).split(",").map((x) => x.trim()).filter(Boolean);
+  const v = (process.env[name] ?? all.join(","))
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
   for (const x of v) if (!(all as readonly string[]).includes(x)) throw new Error(`${name}: unknown value "${x}" (values: ${all.join(", ")})`);
   return v as T[];
 }
@@ -344,7 +352,15 @@ function moveFigures(): void {
     const mb = relayBytes / 1024 / 1024;
     const p = median(r.provider.map((x) => mb / x.seconds));
     const l = median(r.lxc.map((x) => mb / x.seconds));
-    figures.push(figure("relay.throughput", "MiB/s", p, { baselineName: "lxc-move", baselineDetail: "lxc move --mode relay", baseline: l, samples: Math.min(r.provider.length, r.lxc.length), note: `${mb.toFixed(0)} MiB on disk (du -sb), cold move, both directions` }));
+    figures.push(
+      figure("relay.throughput", "MiB/s", p, {
+        baselineName: "lxc-move",
+        baselineDetail: "lxc move --mode relay",
+        baseline: l,
+        samples: Math.min(r.provider.length, r.lxc.length),
+        note: `${mb.toFixed(0)} MiB on disk (du -sb), cold move, both directions`,
+      }),
+    );
     const lc = r.lxc.map((x) => x.cpuSeconds).filter((x): x is number => x !== undefined);
     figures.push(
       figure("relay.cpu", "cpu-s", median(r.provider.map((x) => x.cpuSeconds)), {
@@ -421,7 +437,9 @@ async function downtimeSize(size: Size): Promise<void> {
       };
       out[into].push(rec);
       out.pollIntervalMs.push(seen.meanIntervalMs);
-      progress(`downtime ${L} ${into} ${rec.leg}: strategy ${rec.strategy}, reported downtime ${rec.reported}s, observed ${rec.observed.toFixed(2)}s (frozen ${rec.frozen.toFixed(2)}s), move ${rec.duration}s`);
+      progress(
+        `downtime ${L} ${into} ${rec.leg}: strategy ${rec.strategy}, reported downtime ${rec.reported}s, observed ${rec.observed.toFixed(2)}s (frozen ${rec.frozen.toFixed(2)}s), move ${rec.duration}s`,
+      );
       if (into === "nearLive" && rec.strategy !== "near-live") out.errors.push(`near-live leg ${rec.leg}: provider chose "${rec.strategy}"`);
     };
     for (let rep = 0; rep < REPS_DOWNTIME; rep++) {
@@ -431,7 +449,12 @@ async function downtimeSize(size: Size): Promise<void> {
       await leg(nl, "s1", "nearLive");
     }
     // lxc by hand: stop + move + start, there and back (sms is on s1, running).
-    for (const [from, to] of DOWNTIME_LXC ? [["s1", "s2"], ["s2", "s1"]] : []) {
+    for (const [from, to] of DOWNTIME_LXC
+      ? [
+          ["s1", "s2"],
+          ["s2", "s1"],
+        ]
+      : []) {
       const { result: secs, seen } = await watch(eyes, both(sms.name), async () => {
         const a = await lxcTimed(["stop", `${from}:${sms.name}`], 60_000);
         const b = await lxcTimed(["move", `${from}:${sms.name}`, `${to}:${sms.name}`]);
@@ -450,7 +473,9 @@ async function downtimeSize(size: Size): Promise<void> {
     ];
     const pre = await watch(eyes, [{ remote: "s1", name: sms.name }], () => lxcTimed(["copy", `s1:${sms.name}`, `s2:${floorName}`, "--stateless", "--allow-inconsistent"]));
     out.floorPreCopy = { seconds: pre.result, frozen: pre.seen.frozenSeconds, observed: pre.seen.unavailableSeconds };
-    progress(`downtime ${L} floor pre-copy --allow-inconsistent: ${pre.result.toFixed(2)}s, source unavailable ${pre.seen.unavailableSeconds.toFixed(2)}s (frozen ${pre.seen.frozenSeconds.toFixed(2)}s)`);
+    progress(
+      `downtime ${L} floor pre-copy --allow-inconsistent: ${pre.result.toFixed(2)}s, source unavailable ${pre.seen.unavailableSeconds.toFixed(2)}s (frozen ${pre.seen.frozenSeconds.toFixed(2)}s)`,
+    );
     for (let i = 0; i < 2; i++) {
       const { result: secs, seen } = await watch(eyes, watchedFloor, async () => {
         const a = await lxcTimed(["stop", `s1:${sms.name}`], 60_000);
@@ -481,28 +506,63 @@ async function downtimeSize(size: Size): Promise<void> {
   const refreshObserved = median(out.floorRefresh.map((x) => x.observed));
   const stopStart = median(out.floorStopStart);
   figures.push(
-    figure(n("downtime.near-live"), "s", med(out.nearLive, (l) => l.observed), {
+    figure(
+      n("downtime.near-live"),
+      "s",
+      med(out.nearLive, (l) => l.observed),
+      {
+        baselineName: n("downtime.stop-move-start"),
+        baseline: smsObserved,
+        target: { op: "<=", limit: 0.15 },
+        samples: out.nearLive.length,
+        note: `${err}${what}; seconds in which no copy was Running, seen from outside (${res}); Frozen counts as down; pre-copy rounds ${out.nearLive.map((x) => x.rounds).join(",")}`,
+      },
+    ),
+    figure(
+      n("downtime.near-live.reported"),
+      "s",
+      med(out.nearLive, (l) => l.reported),
+      {
+        baselineName: n("downtime.stop-move-start.reported"),
+        baseline: smsReported,
+        target: { op: "<=", limit: 0.15 },
+        samples: out.nearLive.length,
+        note: "as the provider reports it (lastMove.downtimeSeconds)",
+      },
+    ),
+    figure(
+      n("downtime.near-live.frozen"),
+      "s",
+      med(out.nearLive, (l) => l.frozen),
+      { samples: out.nearLive.length, note: "of the observed downtime, seconds the source was Frozen by LXD during pre-copy" },
+    ),
+    figure(
+      n("downtime.near-live.vs-floor"),
+      "s",
+      med(out.nearLive, (l) => l.observed),
+      { baselineName: n("downtime.floor.refresh"), baseline: refreshObserved, samples: out.nearLive.length, note: "both observed from outside" },
+    ),
+    DOWNTIME_LXC
+      ? figure(n("downtime.stop-move-start"), "s", smsObserved, {
+          baselineName: n("downtime.lxc-stop-move-start"),
+          baseline: median(out.smsLxc.map((x) => x.observed)),
+          samples: out.smsProvider.length,
+          note: `observed from outside (${res})`,
+        })
+      : figure(n("downtime.stop-move-start"), "s", smsObserved, { samples: out.smsProvider.length, note: `observed from outside (${res}); BENCH_DOWNTIME_LXC=1 adds lxc stop+move+start beside it` }),
+    figure(n("downtime.stop-move-start.reported"), "s", smsReported, {
       baselineName: n("downtime.stop-move-start"),
       baseline: smsObserved,
-      target: { op: "<=", limit: 0.15 },
-      samples: out.nearLive.length,
-      note: `${err}${what}; seconds in which no copy was Running, seen from outside (${res}); Frozen counts as down; pre-copy rounds ${out.nearLive.map((x) => x.rounds).join(",")}`,
+      samples: out.smsProvider.length,
+      note: "provider lastMove.downtimeSeconds, against the observed downtime",
     }),
-    figure(n("downtime.near-live.reported"), "s", med(out.nearLive, (l) => l.reported), {
-      baselineName: n("downtime.stop-move-start.reported"),
-      baseline: smsReported,
-      target: { op: "<=", limit: 0.15 },
-      samples: out.nearLive.length,
-      note: "as the provider reports it (lastMove.downtimeSeconds)",
-    }),
-    figure(n("downtime.near-live.frozen"), "s", med(out.nearLive, (l) => l.frozen), { samples: out.nearLive.length, note: "of the observed downtime, seconds the source was Frozen by LXD during pre-copy" }),
-    figure(n("downtime.near-live.vs-floor"), "s", med(out.nearLive, (l) => l.observed), { baselineName: n("downtime.floor.refresh"), baseline: refreshObserved, samples: out.nearLive.length, note: "both observed from outside" }),
-    DOWNTIME_LXC
-      ? figure(n("downtime.stop-move-start"), "s", smsObserved, { baselineName: n("downtime.lxc-stop-move-start"), baseline: median(out.smsLxc.map((x) => x.observed)), samples: out.smsProvider.length, note: `observed from outside (${res})` })
-      : figure(n("downtime.stop-move-start"), "s", smsObserved, { samples: out.smsProvider.length, note: `observed from outside (${res}); BENCH_DOWNTIME_LXC=1 adds lxc stop+move+start beside it` }),
-    figure(n("downtime.stop-move-start.reported"), "s", smsReported, { baselineName: n("downtime.stop-move-start"), baseline: smsObserved, samples: out.smsProvider.length, note: "provider lastMove.downtimeSeconds, against the observed downtime" }),
     ...(DOWNTIME_LXC
-      ? [figure(n("downtime.lxc-stop-move-start"), "s", median(out.smsLxc.map((x) => x.observed)), { samples: out.smsLxc.length, note: `by hand: lxc stop; lxc move; lxc start, observed (CLI wall time ${median(out.smsLxc.map((x) => x.seconds))?.toFixed(2)} s)` })]
+      ? [
+          figure(n("downtime.lxc-stop-move-start"), "s", median(out.smsLxc.map((x) => x.observed)), {
+            samples: out.smsLxc.length,
+            note: `by hand: lxc stop; lxc move; lxc start, observed (CLI wall time ${median(out.smsLxc.map((x) => x.seconds))?.toFixed(2)} s)`,
+          }),
+        ]
       : []),
     figure(n("downtime.floor.refresh"), "s", refreshObserved, {
       baselineName: n("downtime.floor.stop-start"),
@@ -515,8 +575,18 @@ async function downtimeSize(size: Size): Promise<void> {
       note: `source unavailable (frozen ${out.floorPreCopy?.frozen.toFixed(2)} s) during lxc copy --stateless --allow-inconsistent of the running container, which took ${out.floorPreCopy?.seconds.toFixed(1)} s`,
     }),
     figure(n("downtime.floor.stop-start"), "s", stopStart, { samples: out.floorStopStart.length, note: "lxc stop; lxc start (CLI wall time): the lowest possible" }),
-    figure(n("duration.near-live"), "s", med(out.nearLive, (l) => l.duration), { baselineName: n("duration.stop-move-start"), baseline: med(out.smsProvider, (l) => l.duration), samples: out.nearLive.length, note: "whole move (lastMove.durationSeconds)" }),
-    figure(n("duration.stop-move-start"), "s", med(out.smsProvider, (l) => l.duration), { samples: out.smsProvider.length, note: "whole move (lastMove.durationSeconds)" }),
+    figure(
+      n("duration.near-live"),
+      "s",
+      med(out.nearLive, (l) => l.duration),
+      { baselineName: n("duration.stop-move-start"), baseline: med(out.smsProvider, (l) => l.duration), samples: out.nearLive.length, note: "whole move (lastMove.durationSeconds)" },
+    ),
+    figure(
+      n("duration.stop-move-start"),
+      "s",
+      med(out.smsProvider, (l) => l.duration),
+      { samples: out.smsProvider.length, note: "whole move (lastMove.durationSeconds)" },
+    ),
   );
   for (const m of [sms, nl]) await provider.remove(m.id, m.outs).catch((e) => progress(`remove ${m.name}: ${(e as Error).message}`));
 }
@@ -614,7 +684,10 @@ async function readPart(): Promise<void> {
     };
     type Pass = Awaited<ReturnType<typeof pass>>;
     const runs: Record<string, Pass[]> = {};
-    const add = (p: Pass) => ((runs[p.label] ??= []).push(p), progress(`read ${p.label}: ${p.seconds.toFixed(2)}s, ${p.requests.total} requests, ${p.requests.byKind["list GET /instances?recursion"] ?? 0} list calls`));
+    const add = (p: Pass) => (
+      (runs[p.label] ??= []).push(p),
+      progress(`read ${p.label}: ${p.seconds.toFixed(2)}s, ${p.requests.total} requests, ${p.requests.byKind["list GET /instances?recursion"] ?? 0} list calls`)
+    );
     // One untimed pass of each first: connections open, and LXD done with the burst of creates
     // (the first timed pass after it was up to 20x slower than the next in trial runs).
     await pool(created, READ_CONCURRENCY, providerRead(false));
@@ -626,8 +699,14 @@ async function readPart(): Promise<void> {
       // ABBA across reps: the floor first in even reps, the provider first in odd ones.
       const order: [string, (it: ReadItem) => Promise<unknown>][] =
         rep % 2 === 0
-          ? [["floor-get", floorGet], ["hinted", providerRead(false)]]
-          : [["hinted", providerRead(false)], ["floor-get", floorGet]];
+          ? [
+              ["floor-get", floorGet],
+              ["hinted", providerRead(false)],
+            ]
+          : [
+              ["hinted", providerRead(false)],
+              ["floor-get", floorGet],
+            ];
       for (const [label, fn] of order) add(await pass(`${label}.seq`, fn, 1));
       for (const [label, fn] of order) add(await pass(`${label}.c10`, fn, READ_CONCURRENCY));
     }
@@ -654,14 +733,34 @@ async function readPart(): Promise<void> {
     const listTarget = { op: "<=" as const, limit: remotes.length, on: "value" as const };
     for (const mode of ["seq", "c10"]) {
       figures.push(
-        figure(`read.hinted.${mode}.time`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "noop-async-fn", baselineDetail: "a no-op async function per resource", baseline: ms(`noop.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
-        figure(`read.hinted.${mode}.vs-get`, "ms/resource", ms(`hinted.${mode}`), { baselineName: "raw-get-instance", baselineDetail: "one raw GET /instances/{name} per instance", baseline: ms(`floor-get.${mode}`), samples: runs[`hinted.${mode}`]?.length }),
+        figure(`read.hinted.${mode}.time`, "ms/resource", ms(`hinted.${mode}`), {
+          baselineName: "noop-async-fn",
+          baselineDetail: "a no-op async function per resource",
+          baseline: ms(`noop.${mode}`),
+          samples: runs[`hinted.${mode}`]?.length,
+        }),
+        figure(`read.hinted.${mode}.vs-get`, "ms/resource", ms(`hinted.${mode}`), {
+          baselineName: "raw-get-instance",
+          baselineDetail: "one raw GET /instances/{name} per instance",
+          baseline: ms(`floor-get.${mode}`),
+          samples: runs[`hinted.${mode}`]?.length,
+        }),
       );
     }
     figures.push(
       figure("read.hinted.c10.requests", "req/instance", perInstance("hinted.c10"), { samples: runs["hinted.c10"]?.length, note: JSON.stringify(runs["hinted.c10"]?.[0]?.requests.byKind ?? {}) }),
-      figure("read.hinted.c10.list-calls", "calls", lists("hinted.c10"), { target: listTarget, samples: runs["hinted.c10"]?.length, note: `for ${n} instances; target: O(remotes), ${remotes.length} remotes (${remotes.join(", ")})` }),
-      figure("read.stale.c10.time", "ms/resource", ms("stale.c10"), { baselineName: "list-per-remote", baselineDetail: `one list per remote, once, divided by ${n}`, baseline: ms("floor-list.all"), samples: 1, note: `state names the wrong remote (moved outside Pulumi); ${staleSample.length} of ${n} instances read` }),
+      figure("read.hinted.c10.list-calls", "calls", lists("hinted.c10"), {
+        target: listTarget,
+        samples: runs["hinted.c10"]?.length,
+        note: `for ${n} instances; target: O(remotes), ${remotes.length} remotes (${remotes.join(", ")})`,
+      }),
+      figure("read.stale.c10.time", "ms/resource", ms("stale.c10"), {
+        baselineName: "list-per-remote",
+        baselineDetail: `one list per remote, once, divided by ${n}`,
+        baseline: ms("floor-list.all"),
+        samples: 1,
+        note: `state names the wrong remote (moved outside Pulumi); ${staleSample.length} of ${n} instances read`,
+      }),
       figure("read.stale.c10.requests", "req/instance", perInstance("stale.c10"), { samples: 1, note: JSON.stringify(runs["stale.c10"]?.[0]?.requests.byKind ?? {}) }),
       figure("read.stale.c10.list-calls", "calls", lists("stale.c10"), {
         target: listTarget,
@@ -780,7 +879,15 @@ async function overhead(): Promise<void> {
     ys.push((performance.now() - s) / 1000);
   }
   await e.close();
-  figures.push(figure("overhead.lxc-query", "s", median(xs), { baselineName: "in-process-get", baselineDetail: "GET /1.0 by the provider's client, in-process", baseline: median(ys), samples: 5, note: "CLI start-up is inside every lxc figure; engine start-up is not inside the provider's" }));
+  figures.push(
+    figure("overhead.lxc-query", "s", median(xs), {
+      baselineName: "in-process-get",
+      baselineDetail: "GET /1.0 by the provider's client, in-process",
+      baseline: median(ys),
+      samples: 5,
+      note: "CLI start-up is inside every lxc figure; engine start-up is not inside the provider's",
+    }),
+  );
 }
 
 /** The command that reproduces this run: the BENCH_* and provider settings in effect, and the options. */
@@ -823,7 +930,13 @@ async function main(): Promise<void> {
   // What is measured: the provider as built from the work tree (bench.sh builds it just before).
   const head = await run("git", ["rev-parse", "--short", "HEAD"], 10_000);
   const dirty = await run("git", ["status", "--porcelain", "--", "provider"], 10_000);
-  const git = { head: head.stdout.trim(), uncommittedProviderFiles: dirty.stdout.split("\n").filter(Boolean).map((l) => l.slice(3)) };
+  const git = {
+    head: head.stdout.trim(),
+    uncommittedProviderFiles: dirty.stdout
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.slice(3)),
+  };
   let failed: unknown;
   let interrupted = false;
   const onSignal = (sig: string) => {
@@ -865,7 +978,9 @@ async function main(): Promise<void> {
   stdoutWrite(`\n${table(figures)}\n`);
   for (const f of figures) if (f.note) stdoutWrite(`  ${f.name}: ${f.note}\n`);
   for (const n of notes) stdoutWrite(`note: ${n}\n`);
-  stdoutWrite(`\n${figures.filter((f) => f.met === "yes").length} of ${figures.filter((f) => f.met !== "n/a").length} targets met; ${result.seconds}s; results in ${path.relative(process.cwd(), path.join(OUT_DIR, "results.json"))}\n`);
+  stdoutWrite(
+    `\n${figures.filter((f) => f.met === "yes").length} of ${figures.filter((f) => f.met !== "n/a").length} targets met; ${result.seconds}s; results in ${path.relative(process.cwd(), path.join(OUT_DIR, "results.json"))}\n`,
+  );
   stdoutWrite(`command: ${command}\nwritten: ${written.join(", ")}\n`);
   providerLog.end();
   process.exitCode = failed ? 1 : 0;

@@ -24,7 +24,7 @@ export function run(cmd: string, args: string[], timeoutMs: number): Promise<Run
       const seconds = (performance.now() - t0) / 1000;
       if (!err) return resolve({ code: 0, stdout: String(stdout), stderr: String(stderr), seconds });
       const killed = (err as { killed?: boolean }).killed;
-      const code = typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : 124;
+      const code = typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 124;
       const note = killed ? `\n(${cmd} ${args.join(" ")}: killed after ${Math.round(timeoutMs / 1000)}s)` : "";
       resolve({ code: killed ? 124 : code, stdout: String(stdout), stderr: String(stderr) + note, seconds });
     });
@@ -58,7 +58,10 @@ export async function lxcWithCpu(args: string[], timeoutMs: number): Promise<Run
 
 /** lxc's progress output is one long line of carriage returns: keep the part a person needs. */
 function lastLine(s: string): string {
-  const lines = s.split(/[\r\n]+/).map((l) => l.trim()).filter(Boolean);
+  const lines = s
+    .split(/[\r\n]+/)
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.slice(-2).join(" | ").slice(0, 500);
 }
 

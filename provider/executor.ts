@@ -94,7 +94,12 @@ export async function applyDeclared(c: LxdClient, name: string, d: Desired, id: 
 
 function sortDeep(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sortDeep);
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, sortDeep(x)]));
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, sortDeep(x)]),
+    );
   return v;
 }
 
@@ -264,13 +269,15 @@ async function takeLease(io: MoveIo, id: string, src: Place, marks: Record<strin
   for (let attempt = 0; ; attempt++) {
     // The read the plan was made on serves the first attempt (If-Match fails if it is stale).
     const cur = attempt === 0 && planned?.etag ? planned : await io.get(src, id);
-    if (!cur) throw new PlacementError(`the instance is no longer at ${placeKey(src)}`, { remote: src.remote, project: src.project, instance: src.name }, "Run again: the next run finds it where it is");
+    if (!cur)
+      throw new PlacementError(`the instance is no longer at ${placeKey(src)}`, { remote: src.remote, project: src.project, instance: src.name }, "Run again: the next run finds it where it is");
     const l = cur.lease;
     if (l && l !== "invalid" && l.run !== io.run && cur.leaseHolds) {
       const b = explain({ kind: "leased", copy: cur, lease: l }, id);
       throw new LeasedError(b.message, { remote: src.remote, project: src.project, instance: src.name }, b.remedy);
     }
-    if (cur.incoming || cur.outgoing) throw new PlacementError(`${describeCopy(cur)} carries the marks of another move`, { remote: src.remote, instance: src.name }, "Run again: the next run settles it first");
+    if (cur.incoming || cur.outgoing)
+      throw new PlacementError(`${describeCopy(cur)} carries the marks of another move`, { remote: src.remote, instance: src.name }, "Run again: the next run settles it first");
     try {
       await io.patch(src, { ...marks, [LEASE_KEY]: leaseValue(io) }, cur.etag);
       return;
@@ -318,7 +325,19 @@ async function copyMove(ctx: MoveContext, deadline: number): Promise<{ downtimeM
     keeper = new LeaseKeeper(io, id, from, ctx.log);
     await boundary("marked", from);
     const transfer = (refresh: boolean, allowInconsistent: boolean) =>
-      io.transfer({ from, to, member: plan.to.member || undefined, mode, marks: { [INCOMING_KEY]: moveId, [MOVE_KEY]: record, [LEASE_KEY]: leaseValue(io) }, live, refresh, allowInconsistent, desired: d, id, timeoutMs: left() });
+      io.transfer({
+        from,
+        to,
+        member: plan.to.member || undefined,
+        mode,
+        marks: { [INCOMING_KEY]: moveId, [MOVE_KEY]: record, [LEASE_KEY]: leaseValue(io) },
+        live,
+        refresh,
+        allowInconsistent,
+        desired: d,
+        id,
+        timeoutMs: left(),
+      });
     if (nearLive && wasRunning) {
       let last = Infinity;
       for (let i = 0; i <= d.migration.preCopyRounds; i++) {
@@ -476,7 +495,10 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
   const { io, id, desired: d } = ctx;
   const why = (cause as Error).message;
   // P4 cannot be kept while the server is silent: say so rather than let "nothing was started" read as "still running".
-  const stoppedNote = m.stopped && m.wasRunning && d.running ? " The move stopped (or was stopping) the instance for its cutover; it could not be started again while the server does not answer, and the next run starts it (P4)." : "";
+  const stoppedNote =
+    m.stopped && m.wasRunning && d.running
+      ? " The move stopped (or was stopping) the instance for its cutover; it could not be started again while the server does not answer, and the next run starts it (P4)."
+      : "";
   ctx.log(`the move hit an error (${why.split("\n")[0]}); reading both sides again`);
   let s: Settled;
   try {
@@ -490,7 +512,13 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       log: ctx.log,
     });
   } catch (e) {
-    throw MoveFailedError.with("undecided", `move failed: ${why}. Reading the servers again failed too (${(e as Error).message}); nothing more was changed, and the next run settles the move from what it finds (P5).${stoppedNote}`, { instance: d.name }, undefined, { cause });
+    throw MoveFailedError.with(
+      "undecided",
+      `move failed: ${why}. Reading the servers again failed too (${(e as Error).message}); nothing more was changed, and the next run settles the move from what it finds (P5).${stoppedNote}`,
+      { instance: d.name },
+      undefined,
+      { cause },
+    );
   }
   const dec = s.decision;
   if (dec.kind === "done") {
@@ -529,6 +557,11 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
     const e = explain(b, id);
     throw MoveFailedError.with("undecided", `move failed: ${why}. ${e.message}`, { instance: d.name }, e.remedy, { cause });
   }
-  throw MoveFailedError.with("undecided", `move failed: ${why}. No copy of the instance was found afterwards (${s.view.copies.map(describeCopy).join(", ") || "none"})`, { instance: d.name }, undefined, { cause });
+  throw MoveFailedError.with(
+    "undecided",
+    `move failed: ${why}. No copy of the instance was found afterwards (${s.view.copies.map(describeCopy).join(", ") || "none"})`,
+    { instance: d.name },
+    undefined,
+    { cause },
+  );
 }
-

@@ -115,7 +115,11 @@ export async function observe(io: MoveIo, req: ObserveRequest): Promise<Observed
       todo.map(async (r) => {
         listed.add(r);
         if (!io.knows(r)) {
-          throw new RemoteConfigError(`the marks of instance ${id} name remote "${r}", which is not configured`, { remote: r }, `Add the remote again under that name, then run again; nothing was changed`);
+          throw new RemoteConfigError(
+            `the marks of instance ${id} name remote "${r}", which is not configured`,
+            { remote: r },
+            `Add the remote again under that name, then run again; nothing was changed`,
+          );
         }
         try {
           const onRemote = await io.list(r, id, { shared: req.shared });

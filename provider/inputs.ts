@@ -8,7 +8,10 @@ import { MARK_PREFIX } from "./marks";
 
 /** LXD instance names: 1-63 chars, letters, digits, dashes; not starting with a digit or dash. */
 export const NAME_RE = /^[a-zA-Z][a-zA-Z0-9-]{0,62}$/;
-const lxdName = z.string().regex(NAME_RE, "must be 1-63 letters, digits or dashes, starting with a letter").refine((s) => !s.endsWith("-"), "must not end with a dash");
+const lxdName = z
+  .string()
+  .regex(NAME_RE, "must be 1-63 letters, digits or dashes, starting with a letter")
+  .refine((s) => !s.endsWith("-"), "must not end with a dash");
 
 export const STRATEGIES = ["auto", "live", "near-live", "stop-move-start"] as const;
 export const MODES = ["pull", "push", "relay"] as const;
@@ -69,7 +72,7 @@ export function parseInputs(raw: Record<string, unknown>): { value?: InstanceInp
   if (!r.success) {
     return {
       failures: r.error.issues.map((i) => ({
-        property: i.path.map(String).join(".") || (i.code === "unrecognized_keys" ? (i as { keys?: string[] }).keys?.join(",") ?? "" : ""),
+        property: i.path.map(String).join(".") || (i.code === "unrecognized_keys" ? ((i as { keys?: string[] }).keys?.join(",") ?? "") : ""),
         reason:
           i.code === "unrecognized_keys"
             ? `unknown input ${(i as { keys?: string[] }).keys?.map((k) => `"${k}"`).join(", ")}`

@@ -53,7 +53,11 @@ async function waitUntil(tryTake: () => boolean, deadline: number | undefined, w
       if (left <= 0) {
         const i = waiters.indexOf(wake);
         if (i >= 0) waiters.splice(i, 1);
-        throw new TimeoutError(`waited for ${what} until the move's deadline (migration.timeoutSeconds) passed; nothing was changed`, {}, "Raise migration.timeoutSeconds, or lower the number of moves that run at once");
+        throw new TimeoutError(
+          `waited for ${what} until the move's deadline (migration.timeoutSeconds) passed; nothing was changed`,
+          {},
+          "Raise migration.timeoutSeconds, or lower the number of moves that run at once",
+        );
       }
       timer = setTimeout(wake, left);
     }

@@ -65,11 +65,7 @@ export async function waitTransfersOn(c: LxdClient, name: string, where: string)
     } catch (e) {
       if (!PlacementError.is(e)) throw e;
       if (e.code === "LXDP_TIMEOUT" && e.context.operation === op.id) {
-        throw new PlacementError(
-          `an LXD operation is still working on ${where} (operation ${op.id})`,
-          c.ctx({ instance: name, operation: op.id }),
-          "Run again once it has ended; nothing was changed",
-        );
+        throw new PlacementError(`an LXD operation is still working on ${where} (operation ${op.id})`, c.ctx({ instance: name, operation: op.id }), "Run again once it has ended; nothing was changed");
       }
       // The server stopped answering: the caller cannot tell, and must not decide on it.
       if (isSilent(e)) throw e;

@@ -174,7 +174,10 @@ export function plan(input: PlanInput): Plan {
   const mode = d.migration.mode;
   if (crossServer && mode !== "pull") {
     // R5: push and relay need the push protocol on both sides.
-    for (const [c, side] of [[source, "source"], [target, "target"]] as const) {
+    for (const [c, side] of [
+      [source, "source"],
+      [target, "target"],
+    ] as const) {
       if (!c.extensions.includes("container_push")) return refuse("migration.mode", `mode "${mode}" needs the "container_push" API extension on the ${side} server "${c.remote}"`, "R5");
     }
     if (!source.extensions.includes("container_push_target")) return refuse("migration.mode", `mode "${mode}" needs "container_push_target" on the source server "${source.remote}"`, "R5");
@@ -244,7 +247,8 @@ export function plan(input: PlanInput): Plan {
       }
       if (f.type === "container") {
         const why = live.length ? `live migration impossible: ${live[0].reason} (${live[0].rule})` : "container live migration is unreliable (R12)";
-        if (!m.allowRestart) return refuse("migration.allowRestart", `${why}; allowRestart is false, so the running container cannot move. Set allowRestart: true, or stop it first (P3)`, live[0]?.rule ?? "R12");
+        if (!m.allowRestart)
+          return refuse("migration.allowRestart", `${why}; allowRestart is false, so the running container cannot move. Set allowRestart: true, or stop it first (P3)`, live[0]?.rule ?? "R12");
         return nl(why);
       }
       return sms(`live migration impossible: ${live.map((b) => `${b.reason} (${b.rule})`).join("; ")}`);

@@ -272,7 +272,10 @@ export function place(input: PolicyInput): PolicyResult {
         put(i.name, members.some((m) => draining.has(m)) ? cur : p, cur);
       } else if (members.some((m) => draining.has(m)) || cur !== undefined) {
         // The cluster would pick any member of the group, draining ones included: choose here.
-        const order = ranking(i.name, usable.map((m) => ({ name: m, weight: cw.get(m) ?? 1 })));
+        const order = ranking(
+          i.name,
+          usable.map((m) => ({ name: m, weight: cw.get(m) ?? 1 })),
+        );
         const pick = order.find((m) => !load.has(m) || fits(i.name, m)) ?? order[0];
         put(i.name, pick, pick);
         why.set(i.name, cur !== undefined && draining.has(cur) ? `drain ${cur} (pinned to ${p})` : `pinned to ${p}`);
@@ -433,7 +436,12 @@ export function formatPlan(r: PolicyResult, opts: { title?: string; current?: Re
   const moving = new Set([...r.moves.map((m) => m.instance), ...r.creates.map((c) => c.instance)]);
   for (const [i, to] of Object.entries(r.assignment)) if (!moving.has(i)) rows.push(["-", nm(i), opts.current?.[i] ?? to, to, "stays"]);
   const width = rows[0].map((_, k) => Math.max(...rows.map((row) => row[k].length)));
-  const lines = rows.map((row) => row.map((cell, k) => (k === row.length - 1 ? cell : cell.padEnd(width[k]))).join("  ").trimEnd());
+  const lines = rows.map((row) =>
+    row
+      .map((cell, k) => (k === row.length - 1 ? cell : cell.padEnd(width[k])))
+      .join("  ")
+      .trimEnd(),
+  );
   const loads = Object.entries(r.load)
     .map(([c, n]) => `${c} ${n}/${r.bounds[c]?.upper ?? "-"}`)
     .join(", ");

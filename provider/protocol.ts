@@ -186,7 +186,14 @@ export function decide(v: View, own: Own, goal: Goal = {}): Decision {
   const leased = foreignLease(v, own.run);
   if (leased) return { kind: "blocked", blocked: { kind: "leased", ...leased } };
 
-  if (goal.absent) return decideAbsent(v, targets, sources, plains.filter((p) => !goal.spare?.includes(placeKey(p.place))), [...outside, ...plains.filter((p) => goal.spare?.includes(placeKey(p.place)))]);
+  if (goal.absent)
+    return decideAbsent(
+      v,
+      targets,
+      sources,
+      plains.filter((p) => !goal.spare?.includes(placeKey(p.place))),
+      [...outside, ...plains.filter((p) => goal.spare?.includes(placeKey(p.place)))],
+    );
 
   for (const c of targets) {
     const m = c.incoming!;

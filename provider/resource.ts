@@ -146,7 +146,12 @@ function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown
 }
 function sorted(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(sorted);
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)).map(([k, x]) => [k, sorted(x)]));
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.entries(v as Record<string, unknown>)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, x]) => [k, sorted(x)]),
+    );
   return v;
 }
 
@@ -186,16 +191,22 @@ export async function planFor(id: string, olds: Record<string, unknown>, desired
 async function preflight(e: Estate, p: Extract<Plan, { kind: "move" }>, d: Desired, id: string): Promise<Plan | undefined> {
   const c = e.client(p.to.remote, p.to.project);
   const sameName = p.to.remote === p.from.remote && p.to.project === p.from.project && p.to.name === p.from.name;
-  const [profiles, taken] = await Promise.all([
-    d.profiles.length ? e.profiles(p.to.remote, p.to.project) : Promise.resolve([]),
-    sameName ? Promise.resolve(undefined) : getInstance(c, p.to.name),
-  ]);
+  const [profiles, taken] = await Promise.all([d.profiles.length ? e.profiles(p.to.remote, p.to.project) : Promise.resolve([]), sameName ? Promise.resolve(undefined) : getInstance(c, p.to.name)]);
   const missing = d.profiles.filter((x) => !profiles.includes(x));
   if (missing.length) {
-    return { kind: "refuse", field: "profiles", rule: "R6", reason: `profile${missing.length > 1 ? "s" : ""} ${missing.map((x) => `"${x}"`).join(", ")} do${missing.length > 1 ? "" : "es"} not exist in project "${p.to.project}" on "${p.to.remote}" (profiles: ${profiles.join(", ") || "none"})` };
+    return {
+      kind: "refuse",
+      field: "profiles",
+      rule: "R6",
+      reason: `profile${missing.length > 1 ? "s" : ""} ${missing.map((x) => `"${x}"`).join(", ")} do${missing.length > 1 ? "" : "es"} not exist in project "${p.to.project}" on "${p.to.remote}" (profiles: ${profiles.join(", ") || "none"})`,
+    };
   }
   if (taken && taken.instance.config[MARKER_KEY] !== id) {
-    return { kind: "refuse", field: "name", reason: `an instance named "${p.to.name}" already exists on ${p.to.remote}:${p.to.project}${taken.instance.config[MARKER_KEY] ? " (managed by another resource or stack)" : ""}; choose another name or remove it` };
+    return {
+      kind: "refuse",
+      field: "name",
+      reason: `an instance named "${p.to.name}" already exists on ${p.to.remote}:${p.to.project}${taken.instance.config[MARKER_KEY] ? " (managed by another resource or stack)" : ""}; choose another name or remove it`,
+    };
   }
   return undefined;
 }
@@ -233,7 +244,11 @@ export async function diff(id: string, olds: Record<string, unknown>, news: Reco
 function compact<T>(v: T): T {
   if (Array.isArray(v)) return v.map(compact) as T;
   if (v && typeof v === "object") {
-    return Object.fromEntries(Object.entries(v).filter(([, x]) => x !== undefined).map(([k, x]) => [k, compact(x)])) as T;
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([, x]) => x !== undefined)
+        .map(([k, x]) => [k, compact(x)]),
+    ) as T;
   }
   return v;
 }
@@ -244,7 +259,7 @@ function outputs(d: Desired, id: string, i: Instance, prev?: Partial<InstanceOut
     instanceId: id,
     location: i.location && i.location !== "none" ? i.location : "",
     status: i.status,
-    ...(move ?? prev?.lastMove ? { lastMove: move ?? prev!.lastMove } : {}),
+    ...((move ?? prev?.lastMove) ? { lastMove: move ?? prev!.lastMove } : {}),
     moves: (prev?.moves ?? 0) + (move ? 1 : 0),
   });
 }
@@ -325,7 +340,11 @@ async function adoptInstance(e: Estate, d: Desired, i: Instance, c: LxdClient, l
     );
   }
   if (owner) {
-    throw new PlacementError(`instance "${d.name}" is already managed (ownership marker ${owner}); it cannot be adopted`, c.ctx({ instance: d.name, field: "adopt" }), "Remove it from the other stack first, or choose another name");
+    throw new PlacementError(
+      `instance "${d.name}" is already managed (ownership marker ${owner}); it cannot be adopted`,
+      c.ctx({ instance: d.name, field: "adopt" }),
+      "Remove it from the other stack first, or choose another name",
+    );
   }
   const id = randomUUID();
   lg(`adopting the existing instance ${d.remote}:${d.project}/${d.name}`);
@@ -347,7 +366,10 @@ export async function read(id: string, props: Record<string, unknown>): Promise<
   if (!a.instance) return { id: "", props: {} };
   const found = a.instance;
   if (a.leftovers.length || found.outgoing || found.move || found.lease) {
-    log(name, `an interrupted move left ${[...a.leftovers.map(describeCopy), ...(found.outgoing || found.move ? [`marks on ${where(found)}`] : [])].join(", ") || "a lease"}; refresh changes nothing: the next "pulumi up" settles it (P5)`);
+    log(
+      name,
+      `an interrupted move left ${[...a.leftovers.map(describeCopy), ...(found.outgoing || found.move ? [`marks on ${where(found)}`] : [])].join(", ") || "a lease"}; refresh changes nothing: the next "pulumi up" settles it (P5)`,
+    );
   }
   const leftovers = [...a.leftovers.map(describeCopy), ...(found.outgoing || found.move || found.lease ? [`marks on ${describeCopy(found)}`] : [])];
   const i = foundOf(found).instance;

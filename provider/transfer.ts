@@ -102,10 +102,7 @@ async function waitBoth(src: LxdClient, srcOp: Operation | undefined, dst: LxdCl
       throw e;
     }
   };
-  const both = Promise.allSettled([
-    w(dst, dstOp, async () => (srcOp ? src.cancel(srcOp.id) : undefined)),
-    w(src, srcOp, async () => (dstOp ? dst.cancel(dstOp.id) : undefined)),
-  ]);
+  const both = Promise.allSettled([w(dst, dstOp, async () => (srcOp ? src.cancel(srcOp.id) : undefined)), w(src, srcOp, async () => (dstOp ? dst.cancel(dstOp.id) : undefined))]);
   const graceMs = Math.min(src.defaultTimeoutMs, dst.defaultTimeoutMs);
   let timer: NodeJS.Timeout | undefined;
   const gaveUp = failedFirst.then((e) => new Promise<{ gaveUp: unknown }>((r) => (timer = setTimeout(() => r({ gaveUp: e }), graceMs))));

@@ -259,9 +259,16 @@ function rows(r: PolicyResult, obs: Observed, names: Record<string, string>): Gr
 
 function planTable(name: string, rs: GroupPlanRow[], r: PolicyResult, limits: string[]): string {
   const table = [["batch", "instance", "from", "to", "strategy", "why"]];
-  for (const x of rs) table.push([x.action === "move" ? String(x.batch) : x.action === "create" ? "new" : "-", x.name, x.from || "-", x.to, x.strategy || (x.action === "stay" ? "stays" : "create"), x.why]);
+  for (const x of rs)
+    table.push([x.action === "move" ? String(x.batch) : x.action === "create" ? "new" : "-", x.name, x.from || "-", x.to, x.strategy || (x.action === "stay" ? "stays" : "create"), x.why]);
   const width = table[0].map((_, k) => Math.max(...table.map((row) => row[k].length)));
-  const body = table.map((row) => `  ${row.map((c, k) => (k === row.length - 1 ? c : c.padEnd(width[k]))).join("  ").trimEnd()}`);
+  const body = table.map(
+    (row) =>
+      `  ${row
+        .map((c, k) => (k === row.length - 1 ? c : c.padEnd(width[k])))
+        .join("  ")
+        .trimEnd()}`,
+  );
   const moves = rs.filter((x) => x.action === "move").length;
   const loads = Object.entries(r.load)
     .map(([c, n]) => `${c} ${n}`)
@@ -328,7 +335,12 @@ async function observe(name: string, args: InstanceGroupArgs, names: Record<stri
 /** The strategy of each move, from the provider's own planner, so the preview table says how. */
 async function strategies(name: string, args: InstanceGroupArgs, names: Record<string, string>, r: PolicyResult, obs: Observed, byRemote: boolean): Promise<Record<string, string>> {
   if (!r.moves.length) return {};
-  const [{ Estate }, { plan }, { factsOf }, { InstanceInputsSchema }] = await Promise.all([import("../provider/estate"), import("../provider/planner"), import("../provider/facts"), import("../provider/inputs")]);
+  const [{ Estate }, { plan }, { factsOf }, { InstanceInputsSchema }] = await Promise.all([
+    import("../provider/estate"),
+    import("../provider/planner"),
+    import("../provider/facts"),
+    import("../provider/inputs"),
+  ]);
   const e = new Estate();
   const out: Record<string, string> = {};
   try {
@@ -341,7 +353,9 @@ async function strategies(name: string, args: InstanceGroupArgs, names: Record<s
       const inst = list.find((i) => i.name === names[k] && !i.config["user.lxd-placement.incoming"]);
       if (!inst) continue;
       const mig = (spec.migration ?? {}) as Record<string, unknown>;
-      const plainMig = Object.fromEntries(["strategy", "mode", "allowRestart", "timeoutSeconds", "preCopyRounds"].filter((x) => ["string", "boolean", "number"].includes(typeof mig[x])).map((x) => [x, mig[x]]));
+      const plainMig = Object.fromEntries(
+        ["strategy", "mode", "allowRestart", "timeoutSeconds", "preCopyRounds"].filter((x) => ["string", "boolean", "number"].includes(typeof mig[x])).map((x) => [x, mig[x]]),
+      );
       const parsed = InstanceInputsSchema.safeParse({
         name: names[k],
         image: "-",

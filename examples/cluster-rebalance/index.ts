@@ -31,9 +31,5 @@ const instances = Object.entries(placement).map(
 );
 
 /** Where each instance really runs: LXD name → cluster member. */
-export const locations = pulumi
-  .all(instances.map((i) => pulumi.all([i.name, i.location])))
-  .apply((pairs) => Object.fromEntries(pairs));
-export const lastMoves = pulumi
-  .all(instances.map((i) => pulumi.all([i.name, i.lastMove])))
-  .apply((pairs) => Object.fromEntries(pairs.filter(([, m]) => m !== undefined)));
+export const locations = pulumi.all(instances.map((i) => pulumi.all([i.name, i.location]))).apply((pairs) => Object.fromEntries(pairs));
+export const lastMoves = pulumi.all(instances.map((i) => pulumi.all([i.name, i.lastMove]))).apply((pairs) => Object.fromEntries(pairs.filter(([, m]) => m !== undefined)));

@@ -7,18 +7,7 @@
 import { request as undiciRequest } from "undici";
 import WebSocket from "ws";
 import { z } from "zod";
-import {
-  CertificateMismatchError,
-  isTransient,
-  LxdApiError,
-  MissingExtensionError,
-  NotFoundError,
-  NotTrustedError,
-  PlacementError,
-  TimeoutError,
-  UnreachableError,
-  type ErrorContext,
-} from "./errors";
+import { CertificateMismatchError, isTransient, LxdApiError, MissingExtensionError, NotFoundError, NotTrustedError, PlacementError, TimeoutError, UnreachableError, type ErrorContext } from "./errors";
 import type { Remote } from "./remotes";
 import { openTransport, type Transport } from "./transport";
 
@@ -298,7 +287,9 @@ export class LxdClient {
       const slice = Math.max(1, Math.min(progress.sink ? 3 : 30, Math.floor(left / 1000)));
       let cur: Operation;
       try {
-        cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs), noTarget: true }, OperationSchema)).value;
+        cur = (
+          await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs), noTarget: true }, OperationSchema)
+        ).value;
       } catch (e) {
         if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) {
           throw new LxdApiError(`operation vanished before its result was read`, this.ctx({ operation: id }));

@@ -76,7 +76,12 @@ export async function createInstance(c: LxdClient, body: InstanceBody): Promise<
   return r.operation;
 }
 
-export async function setState(c: LxdClient, name: string, action: "start" | "stop" | "restart" | "freeze" | "unfreeze", opts: { force?: boolean; timeout?: number; stateful?: boolean; waitMs?: number } = {}): Promise<void> {
+export async function setState(
+  c: LxdClient,
+  name: string,
+  action: "start" | "stop" | "restart" | "freeze" | "unfreeze",
+  opts: { force?: boolean; timeout?: number; stateful?: boolean; waitMs?: number } = {},
+): Promise<void> {
   const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}/state`, {
     body: { action, timeout: opts.timeout ?? 30, force: opts.force ?? false, stateful: opts.stateful ?? false },
     noTarget: true,

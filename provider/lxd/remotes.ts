@@ -33,12 +33,7 @@ export interface RemoteSet {
 
 const ConfigYaml = z.object({
   "default-remote": z.string().optional(),
-  remotes: z
-    .record(
-      z.string(),
-      z.object({ addr: z.string(), protocol: z.string().optional(), public: z.boolean().optional() }).passthrough(),
-    )
-    .optional(),
+  remotes: z.record(z.string(), z.object({ addr: z.string(), protocol: z.string().optional(), public: z.boolean().optional() }).passthrough()).optional(),
 });
 
 export function confDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -120,9 +115,7 @@ export function loadRemotes(env: NodeJS.ProcessEnv = process.env, stack: StackRe
   const clientCert = readIf(path.join(dir, "client.crt"));
   const clientKey = readIf(path.join(dir, "client.key"));
   for (const [n, r] of Object.entries(stack)) entries[n] = { addr: r.addr };
-  const names = Object.keys(entries).filter(
-    (n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n) && !(n === "local" && implicitLocal && !fs.existsSync(localSocket(env))),
-  );
+  const names = Object.keys(entries).filter((n) => !["images", "ubuntu", "ubuntu-daily", "ubuntu-minimal"].includes(n) && !(n === "local" && implicitLocal && !fs.existsSync(localSocket(env))));
   const defaultRemote = parsed["default-remote"] ?? "local";
   return {
     confDir: dir,

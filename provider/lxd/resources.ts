@@ -19,7 +19,14 @@ export async function listPools(c: LxdClient): Promise<string[]> {
 }
 
 export const MemberSchema = z
-  .object({ server_name: z.string(), url: z.string().optional(), status: z.string(), roles: z.array(z.string()).nullable().optional(), groups: z.array(z.string()).nullable().optional(), failure_domain: z.string().optional() })
+  .object({
+    server_name: z.string(),
+    url: z.string().optional(),
+    status: z.string(),
+    roles: z.array(z.string()).nullable().optional(),
+    groups: z.array(z.string()).nullable().optional(),
+    failure_domain: z.string().optional(),
+  })
   .passthrough();
 export type Member = z.infer<typeof MemberSchema>;
 
@@ -28,7 +35,9 @@ export async function listMembers(c: LxdClient): Promise<Member[]> {
 }
 
 export async function listClusterGroups(c: LxdClient): Promise<{ name: string; members: string[] }[]> {
-  const gs = await c.useProject(undefined).get("/cluster/groups", z.array(z.object({ name: z.string(), members: z.array(z.string()).nullable().optional() }).passthrough()), { query: { recursion: "1" }, noTarget: true });
+  const gs = await c
+    .useProject(undefined)
+    .get("/cluster/groups", z.array(z.object({ name: z.string(), members: z.array(z.string()).nullable().optional() }).passthrough()), { query: { recursion: "1" }, noTarget: true });
   return gs.map((g) => ({ name: g.name, members: g.members ?? [] }));
 }
 

@@ -118,24 +118,68 @@ const CASES: Case[] = [
   { title: "device without a type", bad: ok({ devices: { data: { source: "/srv", path: "/srv" } } }), field: "devices.data.type", text: /needs a type/ },
   { title: "device value that is an object", bad: ok({ devices: { data: { type: "disk", path: { deep: "/srv" } } } }), field: "devices.data.path" },
   { title: "device name with invalid characters", bad: ok({ devices: { "my disk!": { type: "disk", path: "/srv", source: "/srv" } } }), field: "devices.my disk!", text: /device names/ },
-  { title: "R6: root disk pool contradicting storagePool", bad: ok({ storagePool: "fast", devices: { root: { type: "disk", path: "/", pool: "default" } } }), field: "devices.root.pool", rule: "R6", text: /contradicts storagePool "fast"/ },
+  {
+    title: "R6: root disk pool contradicting storagePool",
+    bad: ok({ storagePool: "fast", devices: { root: { type: "disk", path: "/", pool: "default" } } }),
+    field: "devices.root.pool",
+    rule: "R6",
+    text: /contradicts storagePool "fast"/,
+  },
   // Contradictory strategy combinations.
   { title: "R3: near-live for a VM", bad: ok({ type: "virtual-machine", migration: { strategy: "near-live" } }), field: "migration.strategy", rule: "R3", text: /"near-live" is for containers/ },
   { title: "R2: near-live with allowRestart false", bad: ok({ migration: { strategy: "near-live", allowRestart: false } }), field: "migration.allowRestart", rule: "R2" },
-  { title: "R2: stop-move-start with allowRestart false while running", bad: ok({ migration: { strategy: "stop-move-start", allowRestart: false } }), field: "migration.allowRestart", rule: "R2", text: /contradicts allowRestart: false/ },
+  {
+    title: "R2: stop-move-start with allowRestart false while running",
+    bad: ok({ migration: { strategy: "stop-move-start", allowRestart: false } }),
+    field: "migration.allowRestart",
+    rule: "R2",
+    text: /contradicts allowRestart: false/,
+  },
   { title: "unknown top-level input", bad: ok({ colour: "blue" }), field: "colour", text: /unknown input "colour"/ },
   // The existing, running instance (busybox with the default profile's NIC): live-move prerequisites (P3).
-  { title: "P3/R12: live move of the running container with a NIC, restarts not allowed", change: { remote: "s2", migration: { strategy: "live", allowRestart: false } }, field: "migration.strategy", rule: "R12", text: /network device/ },
-  { title: "P3/R12: live move onto a cluster member, restarts not allowed", change: { remote: "cluster", target: "m2", migration: { strategy: "live", allowRestart: false } }, field: "migration.strategy", rule: "R12" },
+  {
+    title: "P3/R12: live move of the running container with a NIC, restarts not allowed",
+    change: { remote: "s2", migration: { strategy: "live", allowRestart: false } },
+    field: "migration.strategy",
+    rule: "R12",
+    text: /network device/,
+  },
+  {
+    title: "P3/R12: live move onto a cluster member, restarts not allowed",
+    change: { remote: "cluster", target: "m2", migration: { strategy: "live", allowRestart: false } },
+    field: "migration.strategy",
+    rule: "R12",
+  },
   { title: "P3/R12: auto move with restarts not allowed", change: { remote: "s2", migration: { allowRestart: false } }, field: "migration.allowRestart", rule: "R12" },
-  { title: "P3/R12: live project move inside the server, restarts not allowed", change: { project: "staging", migration: { strategy: "live", allowRestart: false } }, field: "migration.strategy", rule: "R12" },
-  { title: "P3: rename of the running instance with restarts not allowed", change: { name: `${PREFIX}renamed`, migration: { allowRestart: false } }, field: "migration.allowRestart", rule: "P3", text: /renames only stopped instances/ },
+  {
+    title: "P3/R12: live project move inside the server, restarts not allowed",
+    change: { project: "staging", migration: { strategy: "live", allowRestart: false } },
+    field: "migration.strategy",
+    rule: "R12",
+  },
+  {
+    title: "P3: rename of the running instance with restarts not allowed",
+    change: { name: `${PREFIX}renamed`, migration: { allowRestart: false } },
+    field: "migration.allowRestart",
+    rule: "P3",
+    text: /renames only stopped instances/,
+  },
   { title: "R4: push of the existing instance to a member of a standalone server", change: { remote: "s2", target: "m2", migration: { mode: "push" } }, field: "target", rule: "R4" },
   { title: "R4: push of the existing instance to an unknown cluster group", change: { remote: "cluster", target: "@no-such-group", migration: { mode: "push" } }, field: "target", rule: "R4" },
   { title: "R6: move of the existing instance into an unknown project", change: { remote: "s2", project: "no-such-project" }, field: "project", rule: "R6" },
   { title: "R6: move of the existing instance onto an unknown pool", change: { storagePool: "no-such-pool" }, field: "storagePool", rule: "R6" },
-  { title: "R6: move of the existing instance to s2 with a profile s2 lacks (refused before anything stops)", change: { remote: "s2", profiles: ["default", "no-such-profile"] }, field: "profiles", rule: "R6" },
-  { title: "R2: near-live move of the existing instance with allowRestart false", change: { remote: "s2", migration: { strategy: "near-live", allowRestart: false } }, field: "migration.allowRestart", rule: "R2" },
+  {
+    title: "R6: move of the existing instance to s2 with a profile s2 lacks (refused before anything stops)",
+    change: { remote: "s2", profiles: ["default", "no-such-profile"] },
+    field: "profiles",
+    rule: "R6",
+  },
+  {
+    title: "R2: near-live move of the existing instance with allowRestart false",
+    change: { remote: "s2", migration: { strategy: "near-live", allowRestart: false } },
+    field: "migration.allowRestart",
+    rule: "R2",
+  },
 ];
 
 /** Server-side hiccups of a busy sandbox, not validation results. */
@@ -242,5 +286,3 @@ describe("bad inputs are refused at check/preview, naming the field and the rule
     expect(now.map((s) => `${s.remote}:${s.project}/${s.name} ${s.status}`)).toEqual([`s1:default/${EXISTING} Running`]);
   });
 });
-
-

@@ -114,12 +114,7 @@ describe("engine harness, on-disk program (language host)", () => {
       fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "harness-disk", private: true }));
       fs.writeFileSync(
         path.join(dir, "index.ts"),
-        [
-          'import * as pulumi from "@pulumi/pulumi";',
-          "const config = new pulumi.Config();",
-          'export const greeting: string = `hello ${config.require("who")}`;',
-          "",
-        ].join("\n"),
+        ['import * as pulumi from "@pulumi/pulumi";', "const config = new pulumi.Config();", 'export const greeting: string = `hello ${config.require("who")}`;', ""].join("\n"),
       );
       const stack = await TestStack.fromDir(dir, { who: "engine" });
       try {

@@ -35,8 +35,7 @@ function program() {
       instances: Object.fromEntries(KEYS.map((k) => [k, spec.instances[k] ?? {}])),
       policy: spec.policy as never,
     });
-    const per = (f: (i: (typeof g.instances)[string]) => pulumi.Output<unknown>) =>
-      pulumi.all(KEYS.map((k) => pulumi.all([k, f(g.instances[k])]))).apply((pairs) => Object.fromEntries(pairs));
+    const per = (f: (i: (typeof g.instances)[string]) => pulumi.Output<unknown>) => pulumi.all(KEYS.map((k) => pulumi.all([k, f(g.instances[k])]))).apply((pairs) => Object.fromEntries(pairs));
     return { plan: g.plan, assignment: g.assignment, locations: per((i) => i.location), lastMoves: per((i) => i.lastMove) };
   };
 }
@@ -237,7 +236,12 @@ describe("InstanceGroup on the sandbox cluster", () => {
     // Pin one instance to a member it is not on; declare two that share a member anti-affine.
     const pinned = KEYS[0];
     const pinTo = ["m1", "m2", "m3"].find((m) => m !== before[pinned])!;
-    const pair = KEYS.slice(1).flatMap((x, i, rest) => rest.slice(i + 1).filter((y) => before[x] === before[y]).map((y) => [x, y]))[0];
+    const pair = KEYS.slice(1).flatMap((x, i, rest) =>
+      rest
+        .slice(i + 1)
+        .filter((y) => before[x] === before[y])
+        .map((y) => [x, y]),
+    )[0];
     expect(pair).toBeDefined();
     spec.policy = { members: ["m1", "m2", "m3"], maxUnavailable: 2 };
     spec.instances = { [pinned]: { pin: pinTo }, [pair[0]]: { antiAffinity: [pair[1]] } };
@@ -254,7 +258,7 @@ describe("InstanceGroup on the sandbox cluster", () => {
     for (const k of KEYS) expect(await retry(() => sha("cluster", "default", lxdName(k), "/root/data"))).toBe(data[k]);
   });
 
-  it("a cluster group as the target: members [\"@fast-group\"] puts all six on m2 and m3, three each", async () => {
+  it('a cluster group as the target: members ["@fast-group"] puts all six on m2 and m3, three each', async () => {
     spec.policy = { members: ["@fast-group"], maxUnavailable: 2 };
     spec.instances = {};
     const { samples, down } = await pollWhile(stack.up());

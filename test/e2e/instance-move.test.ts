@@ -167,10 +167,13 @@ describe("live migration refused by LXD (CRIU fails on this kernel)", () => {
     await deleteAll((x) => x.name === BASIC);
     // A very basic container (R12): no network device, so live migration is worth trying.
     basic.current = { name: BASIC, image: "busybox", remote: "s1", profiles: [], devices: { root: { type: "disk", path: "/", pool: "default" } } };
-    s = await TestStack.create({ projectName: "live-refused", program: async () => {
-      const i = new Instance("basic", basic.current as never);
-      return { lastMove: i.lastMove };
-    } });
+    s = await TestStack.create({
+      projectName: "live-refused",
+      program: async () => {
+        const i = new Instance("basic", basic.current as never);
+        return { lastMove: i.lastMove };
+      },
+    });
     await s.up();
     await exec("s1", "default", BASIC, "echo kept > /root/kept");
   });

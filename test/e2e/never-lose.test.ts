@@ -45,7 +45,8 @@ let id = "";
 let data = "";
 
 const copies = async (): Promise<Seen[]> => (await findEverywhere((s) => s.config?.[MARKER_KEY] === id, ["s1", "s2"])).sort((a, b) => a.remote.localeCompare(b.remote));
-const show = (s: Seen) => `${s.remote}:${s.project}/${s.name} ${s.status}${s.config[INCOMING_KEY] ? " [incoming]" : ""}${s.config[COMPLETE_KEY] ? " [complete]" : ""}${s.config[OUTGOING_KEY] ? " [outgoing]" : ""}`;
+const show = (s: Seen) =>
+  `${s.remote}:${s.project}/${s.name} ${s.status}${s.config[INCOMING_KEY] ? " [incoming]" : ""}${s.config[COMPLETE_KEY] ? " [complete]" : ""}${s.config[OUTGOING_KEY] ? " [outgoing]" : ""}`;
 const errorOf = async (p: Promise<unknown>): Promise<string> => {
   try {
     await p;

@@ -179,7 +179,10 @@ describe("trust: secrets stay out of the state and the output", () => {
         onS2: { name: `${PREFIX}new`, image: "busybox", remote: "s2" },
       };
       const out = await rejection(stack.preview());
-      const errors = out.shown.split("\n").filter((l) => l.startsWith("error:")).join("\n");
+      const errors = out.shown
+        .split("\n")
+        .filter((l) => l.startsWith("error:"))
+        .join("\n");
       expect(errors).toMatch(/resource 'onS2': property remote .*has a problem: cannot validate against remote "s2": the server's certificate is not the pinned one/);
       expect(errors).toMatch(/re-trust it: "lxc remote remove s2" then "lxc remote add s2 https:\/\/127\.0\.0\.1:8444"/);
       expect(out.shown).not.toMatch(NO_STACK);
@@ -198,13 +201,19 @@ describe("trust: secrets stay out of the state and the output", () => {
         onS2: { name: `${PREFIX}new`, image: "busybox", remote: "s2" },
       };
       const out = await rejection(stack.preview());
-      const errors = out.shown.split("\n").filter((l) => l.startsWith("error:")).join("\n");
+      const errors = out.shown
+        .split("\n")
+        .filter((l) => l.startsWith("error:"))
+        .join("\n");
       expect(errors).toMatch(/property remote .*has a problem: cannot validate against remote "s2": .*does not trust this client/);
       expect(errors).toMatch(/lxc config trust add/);
       expect(out.shown).not.toMatch(NO_STACK);
       // Neither this key nor the real one appears.
       expect(leaks(out.all)).toEqual([]);
-      const strangerLines = fs.readFileSync(stranger.key, "utf8").split("\n").filter((l) => l && !l.startsWith("-----"));
+      const strangerLines = fs
+        .readFileSync(stranger.key, "utf8")
+        .split("\n")
+        .filter((l) => l && !l.startsWith("-----"));
       expect(strangerLines.filter((l) => out.all.includes(l))).toEqual([]);
     });
   });
@@ -224,8 +233,7 @@ describe(`load: one up moves ${LOAD} running containers, ${CROSS} s1 -> s2 and $
     ]);
   const expected = (phase: "before" | "after") =>
     [...cross.map((n) => `${phase === "before" ? "s1" : "s2"} ${n} Running`), ...members.map((n) => `cluster@${phase === "before" ? "m1" : "m2"} ${n} Running`)].sort();
-  const seenAs = (s: { remote: string; name: string; status: string; location?: string }) =>
-    `${s.remote}${s.remote === "cluster" ? `@${s.location}` : ""} ${s.name} ${s.status}`;
+  const seenAs = (s: { remote: string; name: string; status: string; location?: string }) => `${s.remote}${s.remote === "cluster" ? `@${s.location}` : ""} ${s.name} ${s.status}`;
 
   beforeAll(async () => {
     specs.current = at("before");

@@ -113,7 +113,11 @@ async function failingUp(st: State, env: Record<string, string>): Promise<string
   }
 }
 
-const firstError = (text: string) => text.split("\n").find((l) => /^error: /.test(l.trim()) && !/update failed/.test(l))?.trim() ?? text.slice(0, 300);
+const firstError = (text: string) =>
+  text
+    .split("\n")
+    .find((l) => /^error: /.test(l.trim()) && !/update failed/.test(l))
+    ?.trim() ?? text.slice(0, 300);
 
 beforeAll(async () => {
   await restoreEstate();
@@ -156,96 +160,114 @@ for (const kind of kinds) {
     }, 180_000);
 
     for (const step of kind.steps) {
-      it(`P5 crash at "${step}": one converging up leaves one copy at the declared placement, running, data intact`, async () => {
-        const t0 = Date.now();
-        const to = other(st);
-        st.spec.current = specAt(st, to);
-        const msg = await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `${step}@${st.name}` });
-        // The process died at the boundary: the engine lost its provider mid-update.
-        expect(msg).toMatch(/error reading from server|EOF|transport is closing|connection|Unavailable/i);
-        const after = await copiesOf(st.id!);
-        const running = after.filter((c) => c.status === "Running");
-        expect({ running: running.length <= 1, seen: after.map(show) }).toMatchObject({ running: true });
-        await st.stack!.up({ timeoutMs: 120_000 });
-        await converged(st, to);
-        st.at = to;
-        record(kind.key, step, `killed → ${after.map(show).join(", ")} → converged (${secs(Date.now() - t0)} s)`);
-      }, CELL_MS);
+      it(
+        `P5 crash at "${step}": one converging up leaves one copy at the declared placement, running, data intact`,
+        async () => {
+          const t0 = Date.now();
+          const to = other(st);
+          st.spec.current = specAt(st, to);
+          const msg = await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `${step}@${st.name}` });
+          // The process died at the boundary: the engine lost its provider mid-update.
+          expect(msg).toMatch(/error reading from server|EOF|transport is closing|connection|Unavailable/i);
+          const after = await copiesOf(st.id!);
+          const running = after.filter((c) => c.status === "Running");
+          expect({ running: running.length <= 1, seen: after.map(show) }).toMatchObject({ running: true });
+          await st.stack!.up({ timeoutMs: 120_000 });
+          await converged(st, to);
+          st.at = to;
+          record(kind.key, step, `killed → ${after.map(show).join(", ")} → converged (${secs(Date.now() - t0)} s)`);
+        },
+        CELL_MS,
+      );
     }
 
     if (kind.key !== "pull") return;
 
-    it("P5 X1: crash once the copy is complete, then the target daemon killed and restarted: the next up finishes the move", async () => {
-      const t0 = Date.now();
-      const to = other(st);
-      st.spec.current = specAt(st, to);
-      const msg = await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `complete@${st.name}` });
-      expect(msg).not.toBe("");
-      killDaemon(daemonOf(to));
-      await sandboxUp();
-      await restoreEstate();
-      const after = (await copiesOf(st.id!)).map(show);
-      await st.stack!.up({ timeoutMs: 120_000 });
-      await converged(st, to);
-      st.at = to;
-      record(kind.key, "X1 target killed", `${after.join(", ")} → converged (${secs(Date.now() - t0)} s)`);
-    }, CELL_MS);
-
-    it("P5 X2: crash after the copy, then the source daemon frozen during recovery: that up fails naming it and changes nothing; thawed, the next up converges", async () => {
-      const t0 = Date.now();
-      const from = st.at;
-      const to = other(st);
-      st.spec.current = specAt(st, to);
-      await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `copied@${st.name}` });
-      const onTarget = async () => (await findEverywhere((s) => s.config?.[MARKER_KEY] === st.id, [to.remote])).map(show);
-      const before = await onTarget();
-      expect(before).toEqual([`${to.remote}:${to.project}/${st.name} Stopped [incoming]`]);
-      freezeDaemon(daemonOf(from));
-      let msg = "";
-      try {
-        msg = await failingUp(st, {});
-      } finally {
-        thawAll();
-      }
-      expect(firstError(msg)).toMatch(new RegExp(`remote "${from.remote}" did not answer.*nothing was deleted, promoted or started`));
-      expect(await onTarget()).toEqual(before);
-      await restoreEstate();
-      await st.stack!.up({ timeoutMs: 120_000 });
-      await converged(st, to);
-      st.at = to;
-      record(kind.key, "X2 source frozen in recovery", `failed closed ("${firstError(msg).slice(0, 120)}") → converged (${secs(Date.now() - t0)} s)`);
-    }, CELL_MS);
-
-    it("P5 X3: the commit's response lost, the target daemon killed right after the PATCH: the move fails naming it, the source is not started; restarted, the next up finishes the move", async () => {
-      const t0 = Date.now();
-      const from = st.at;
-      const to = other(st);
-      st.spec.current = specAt(st, to);
-      const hold = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fxc-hold-")), "held");
-      const vars = st.stack!.stack.workspace.envVars;
-      vars.LXD_PLACEMENT_CRASH_AT = `committed@${st.name}:lost:hold=${hold}`;
-      let up: Promise<string> | undefined;
-      try {
-        up = st.stack!.up({ timeoutMs: 120_000 }).then(
-          () => "",
-          (e: Error) => e.message,
-        );
-        await waitFor("the commit to be sent", 90_000, 100, async () => (fs.existsSync(hold) ? true : undefined));
+    it(
+      "P5 X1: crash once the copy is complete, then the target daemon killed and restarted: the next up finishes the move",
+      async () => {
+        const t0 = Date.now();
+        const to = other(st);
+        st.spec.current = specAt(st, to);
+        const msg = await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `complete@${st.name}` });
+        expect(msg).not.toBe("");
         killDaemon(daemonOf(to));
-      } finally {
-        fs.rmSync(hold, { force: true });
-        delete vars.LXD_PLACEMENT_CRASH_AT;
-      }
-      const msg = await up!;
-      expect(firstError(msg)).toMatch(new RegExp(`Remote "${to.remote}" did not answer: the instance is at ${from.remote}:${from.project}/${st.name}, stopped; nothing was deleted, promoted or started`));
-      const src = (await findEverywhere((s) => s.config?.[MARKER_KEY] === st.id, [from.remote])).map(show);
-      expect(src).toEqual([`${from.remote}:${from.project}/${st.name} Stopped [outgoing]`]);
-      await sandboxUp();
-      await restoreEstate();
-      await st.stack!.up({ timeoutMs: 120_000 });
-      await converged(st, to);
-      st.at = to;
-      record(kind.key, "X3 commit answer lost + target killed", `failed closed, source stopped and marked → converged at ${fmt(to)} (${secs(Date.now() - t0)} s)`);
-    }, CELL_MS);
+        await sandboxUp();
+        await restoreEstate();
+        const after = (await copiesOf(st.id!)).map(show);
+        await st.stack!.up({ timeoutMs: 120_000 });
+        await converged(st, to);
+        st.at = to;
+        record(kind.key, "X1 target killed", `${after.join(", ")} → converged (${secs(Date.now() - t0)} s)`);
+      },
+      CELL_MS,
+    );
+
+    it(
+      "P5 X2: crash after the copy, then the source daemon frozen during recovery: that up fails naming it and changes nothing; thawed, the next up converges",
+      async () => {
+        const t0 = Date.now();
+        const from = st.at;
+        const to = other(st);
+        st.spec.current = specAt(st, to);
+        await failingUp(st, { LXD_PLACEMENT_CRASH_AT: `copied@${st.name}` });
+        const onTarget = async () => (await findEverywhere((s) => s.config?.[MARKER_KEY] === st.id, [to.remote])).map(show);
+        const before = await onTarget();
+        expect(before).toEqual([`${to.remote}:${to.project}/${st.name} Stopped [incoming]`]);
+        freezeDaemon(daemonOf(from));
+        let msg = "";
+        try {
+          msg = await failingUp(st, {});
+        } finally {
+          thawAll();
+        }
+        expect(firstError(msg)).toMatch(new RegExp(`remote "${from.remote}" did not answer.*nothing was deleted, promoted or started`));
+        expect(await onTarget()).toEqual(before);
+        await restoreEstate();
+        await st.stack!.up({ timeoutMs: 120_000 });
+        await converged(st, to);
+        st.at = to;
+        record(kind.key, "X2 source frozen in recovery", `failed closed ("${firstError(msg).slice(0, 120)}") → converged (${secs(Date.now() - t0)} s)`);
+      },
+      CELL_MS,
+    );
+
+    it(
+      "P5 X3: the commit's response lost, the target daemon killed right after the PATCH: the move fails naming it, the source is not started; restarted, the next up finishes the move",
+      async () => {
+        const t0 = Date.now();
+        const from = st.at;
+        const to = other(st);
+        st.spec.current = specAt(st, to);
+        const hold = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "fxc-hold-")), "held");
+        const vars = st.stack!.stack.workspace.envVars;
+        vars.LXD_PLACEMENT_CRASH_AT = `committed@${st.name}:lost:hold=${hold}`;
+        let up: Promise<string> | undefined;
+        try {
+          up = st.stack!.up({ timeoutMs: 120_000 }).then(
+            () => "",
+            (e: Error) => e.message,
+          );
+          await waitFor("the commit to be sent", 90_000, 100, async () => (fs.existsSync(hold) ? true : undefined));
+          killDaemon(daemonOf(to));
+        } finally {
+          fs.rmSync(hold, { force: true });
+          delete vars.LXD_PLACEMENT_CRASH_AT;
+        }
+        const msg = await up!;
+        expect(firstError(msg)).toMatch(
+          new RegExp(`Remote "${to.remote}" did not answer: the instance is at ${from.remote}:${from.project}/${st.name}, stopped; nothing was deleted, promoted or started`),
+        );
+        const src = (await findEverywhere((s) => s.config?.[MARKER_KEY] === st.id, [from.remote])).map(show);
+        expect(src).toEqual([`${from.remote}:${from.project}/${st.name} Stopped [outgoing]`]);
+        await sandboxUp();
+        await restoreEstate();
+        await st.stack!.up({ timeoutMs: 120_000 });
+        await converged(st, to);
+        st.at = to;
+        record(kind.key, "X3 commit answer lost + target killed", `failed closed, source stopped and marked → converged at ${fmt(to)} (${secs(Date.now() - t0)} s)`);
+      },
+      CELL_MS,
+    );
   });
 }

@@ -96,7 +96,14 @@ const KINDS: Kind[] = [
   // (the `cluster` remote's address) is never the one killed.
   { key: "member", title: "cluster member", name: `${NAME_PREFIX}member`, a: { remote: "cluster", project: "default", target: "m1" }, b: { remote: "cluster", project: "default", target: "m2" } },
   // Starts in staging so that e (the 4th move, b being skipped) targets staging, not default.
-  { key: "project", title: "project", name: `${NAME_PREFIX}project`, a: { remote: "s1", project: "staging" }, b: { remote: "s1", project: "default" }, sameAs: { b: "same as a (source = target = s1)" } },
+  {
+    key: "project",
+    title: "project",
+    name: `${NAME_PREFIX}project`,
+    a: { remote: "s1", project: "staging" },
+    b: { remote: "s1", project: "default" },
+    sameAs: { b: "same as a (source = target = s1)" },
+  },
 ];
 
 /** The daemon that serves a placement. */
@@ -141,10 +148,14 @@ function printMatrix(): void {
   const w = 34;
   const lines = [`fault matrix (${secs(Date.now() - suiteStart)} s in all)`, `${"".padEnd(8)}| ${cols.map((c) => c.padEnd(w)).join("| ")}`];
   for (const r of rows) {
-    lines.push(`${r.padEnd(8)}| ${cols.map((c) => {
-      const m = matrix.get(key(r, c));
-      return (m ? `${m.outcome} (${m.seconds}s)` : "—").slice(0, w).padEnd(w);
-    }).join("| ")}`);
+    lines.push(
+      `${r.padEnd(8)}| ${cols
+        .map((c) => {
+          const m = matrix.get(key(r, c));
+          return (m ? `${m.outcome} (${m.seconds}s)` : "—").slice(0, w).padEnd(w);
+        })
+        .join("| ")}`,
+    );
   }
   lines.push("faults: " + FAULTS.map((f) => `${f.key} = ${f.title}`).join("; ") + "; f = live (CRIU) move refused by LXD (R11, R15)");
   for (const [k, m] of matrix) if (m.detail) lines.push(`  ${k}: ${m.detail}`);
@@ -340,7 +351,9 @@ async function runCell(st: KindState, fault: FaultKey): Promise<void> {
         const up = startUp(st, Math.min(130_000, left(deadline) - 30_000));
         if (!(await waitInFlight(st, to, up))) {
           const r = await up.done;
-          throw new Error(`${label}: the move was never seen in flight (no copy marked incoming at ${to.remote}); up ${r.ok ? "succeeded" : `failed: ${providerError((r as { error: unknown }).error)}`} after ${secs(r.ms)} s`);
+          throw new Error(
+            `${label}: the move was never seen in flight (no copy marked incoming at ${to.remote}); up ${r.ok ? "succeeded" : `failed: ${providerError((r as { error: unknown }).error)}`} after ${secs(r.ms)} s`,
+          );
         }
         phase("in-flight");
         // In flight: the copy exists at the target; let the transfer run a moment, then strike.
@@ -484,44 +497,48 @@ describe("R11/R15: a live (CRIU) move refused by LXD", () => {
   const spec = { current: {} as Spec };
   let stack: TestStack;
 
-  it("R11/R15 f: up fails with LXD's CRIU error; the container is still at s1, running, data intact, no copy on s2", async () => {
-    const t0 = Date.now();
-    let outcome = "FAILED";
-    let detail = "";
-    try {
-      const base = { name: NAME, image: "busybox", remote: "s1", profiles: [], devices: { root: { type: "disk", path: "/", pool: "default" } } };
-      spec.current = base;
-      stack = await TestStack.create({ projectName: "faults-live", program: programFor(spec), timeoutMs: 120_000 });
-      const created = await stack.up();
-      const id = created.outputs.instanceId as string;
-      await exec("s1", "default", NAME, `dd if=/dev/urandom of=${DATA_FILE} bs=1M count=1 2>/dev/null; sync`);
-      const data = await sha("s1", "default", NAME, DATA_FILE);
+  it(
+    "R11/R15 f: up fails with LXD's CRIU error; the container is still at s1, running, data intact, no copy on s2",
+    async () => {
+      const t0 = Date.now();
+      let outcome = "FAILED";
+      let detail = "";
+      try {
+        const base = { name: NAME, image: "busybox", remote: "s1", profiles: [], devices: { root: { type: "disk", path: "/", pool: "default" } } };
+        spec.current = base;
+        stack = await TestStack.create({ projectName: "faults-live", program: programFor(spec), timeoutMs: 120_000 });
+        const created = await stack.up();
+        const id = created.outputs.instanceId as string;
+        await exec("s1", "default", NAME, `dd if=/dev/urandom of=${DATA_FILE} bs=1M count=1 2>/dev/null; sync`);
+        const data = await sha("s1", "default", NAME, DATA_FILE);
 
-      spec.current = { ...base, remote: "s2", migration: { strategy: "live", allowRestart: false, timeoutSeconds: MOVE_TIMEOUT_S } };
-      let error: unknown;
-      await stack.up({ timeoutMs: 120_000 }).catch((e) => (error = e));
-      expect(error).toBeDefined();
-      // LXD's own words for a refused CRIU dump ("migration dump failed"), then the provider's.
-      const text = providerError(error);
-      expect(text).toMatch(/migration dump failed|criu/i);
-      expect(msgOf(error)).toMatch(/Nothing was lost: the instance is still at s1:default\/fxm-live.*still running \(R15\)/s);
+        spec.current = { ...base, remote: "s2", migration: { strategy: "live", allowRestart: false, timeoutSeconds: MOVE_TIMEOUT_S } };
+        let error: unknown;
+        await stack.up({ timeoutMs: 120_000 }).catch((e) => (error = e));
+        expect(error).toBeDefined();
+        // LXD's own words for a refused CRIU dump ("migration dump failed"), then the provider's.
+        const text = providerError(error);
+        expect(text).toMatch(/migration dump failed|criu/i);
+        expect(msgOf(error)).toMatch(/Nothing was lost: the instance is still at s1:default\/fxm-live.*still running \(R15\)/s);
 
-      await waitEstate();
-      const copies = await copiesOf(id);
-      expect(copies.map((c) => `${where(c)} ${c.status}`)).toEqual([`s1:default/${NAME} Running`]);
-      expect(copies[0].config[OUTGOING_KEY] ?? "").toBe("");
-      expect(await sha("s1", "default", NAME, DATA_FILE)).toBe(data);
-      outcome = "refused by LXD → still at s1, running";
-      detail = `"${text.slice(0, 200)}"`;
-    } catch (e) {
-      detail = msgOf(e).split("\n").slice(0, 3).join(" / ").slice(0, 400);
-      throw e;
-    } finally {
-      record("live", "f", { outcome, seconds: secs(Date.now() - t0), detail });
-      await stack?.remove();
-      await deleteAll((s) => s.name === NAME);
-    }
-  }, CELL_TEST_MS);
+        await waitEstate();
+        const copies = await copiesOf(id);
+        expect(copies.map((c) => `${where(c)} ${c.status}`)).toEqual([`s1:default/${NAME} Running`]);
+        expect(copies[0].config[OUTGOING_KEY] ?? "").toBe("");
+        expect(await sha("s1", "default", NAME, DATA_FILE)).toBe(data);
+        outcome = "refused by LXD → still at s1, running";
+        detail = `"${text.slice(0, 200)}"`;
+      } catch (e) {
+        detail = msgOf(e).split("\n").slice(0, 3).join(" / ").slice(0, 400);
+        throw e;
+      } finally {
+        record("live", "f", { outcome, seconds: secs(Date.now() - t0), detail });
+        await stack?.remove();
+        await deleteAll((s) => s.name === NAME);
+      }
+    },
+    CELL_TEST_MS,
+  );
 });
 
 // Keep the import used: the inline programs run in this process with this copy of @pulumi/pulumi.

@@ -16,15 +16,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import {
-  CommandError,
-  EngineEvent,
-  LocalWorkspace,
-  OutputMap,
-  PulumiCommand,
-  PulumiFn,
-  Stack,
-} from "@pulumi/pulumi/automation";
+import { CommandError, EngineEvent, LocalWorkspace, OutputMap, PulumiCommand, PulumiFn, Stack } from "@pulumi/pulumi/automation";
 
 export const ROOT = path.resolve(__dirname, "..", "..");
 export const TOOLS_BIN = path.join(ROOT, ".tools", "bin");
@@ -129,9 +121,7 @@ export function pulumiCommand(): Promise<PulumiCommand> {
     } else if (fs.existsSync(path.join(TOOLS_BIN, "pulumi"))) {
       opts = { root: path.join(ROOT, ".tools"), skipVersionCheck: true };
     } else {
-      return Promise.reject(
-        new Error(`The Pulumi engine is not installed: run \`npm run setup\` (builds it into ${TOOLS_BIN})`),
-      );
+      return Promise.reject(new Error(`The Pulumi engine is not installed: run \`npm run setup\` (builds it into ${TOOLS_BIN})`));
     }
     commandPromise = PulumiCommand.get(opts);
     commandPromise.catch(() => (commandPromise = undefined));
@@ -179,12 +169,7 @@ export function urnName(urn: string): string {
 /** One op per resource from its steps: "replace" if any step is part of a replacement, else the last. */
 function summarizeSteps(steps: Steps): Ops {
   const replaceSteps = new Set(["replace", "create-replacement", "delete-replaced", "discard-replaced", "import-replacement"]);
-  return Object.fromEntries(
-    Object.entries(steps).map(([name, list]) => [
-      name,
-      list.some((op) => replaceSteps.has(op)) ? "replace" : list[list.length - 1],
-    ]),
-  );
+  return Object.fromEntries(Object.entries(steps).map(([name, list]) => [name, list.some((op) => replaceSteps.has(op)) ? "replace" : list[list.length - 1]]));
 }
 
 function plainOutputs(outputs: OutputMap): Record<string, unknown> {
@@ -219,7 +204,7 @@ export function engineProcesses(stackName: string): { pid: number; cmd: string }
   }
   const tree = new Set<number>();
   for (const [pid, ppid] of parents) if (ppid === process.pid && (cmds.get(pid) ?? "").split(" ").includes(stackName)) tree.add(pid);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, ppid] of parents) {
       if (!tree.has(pid) && tree.has(ppid)) {
@@ -333,10 +318,7 @@ export class TestStack {
       const pulumiCmd = await pulumiCommand();
       const stack = await serialized(() =>
         withTimeout(`creating stack ${stackName} of ${programDir}`, timeoutMs, { kill: () => killEngine(stackName) }, () =>
-          LocalWorkspace.createOrSelectStack(
-            { stackName, workDir: programDir },
-            { envVars: engineEnv(dir), pulumiCommand: pulumiCmd },
-          ),
+          LocalWorkspace.createOrSelectStack({ stackName, workDir: programDir }, { envVars: engineEnv(dir), pulumiCommand: pulumiCmd }),
         ),
       );
       return await TestStack.configured(new TestStack(stack, dir, timeoutMs, programDir), config);
@@ -371,11 +353,7 @@ export class TestStack {
   }
 
   async preview(opts: CallOptions = {}): Promise<PreviewOutcome> {
-    const { value: r, ops, steps } = await this.call(
-      "preview",
-      (io) => this.stack.preview({ ...io, diff: true }),
-      opts.timeoutMs,
-    );
+    const { value: r, ops, steps } = await this.call("preview", (io) => this.stack.preview({ ...io, diff: true }), opts.timeoutMs);
     return { summary: { ...r.changeSummary }, ops, steps, stdout: r.stdout, stderr: r.stderr || undefined };
   }
 
@@ -445,11 +423,7 @@ export class TestStack {
    * Runs one engine call, serialized, with the overall timeout; collects output and step ops,
    * and puts the engine's output into the error when it fails.
    */
-  private async call<T>(
-    label: string,
-    fn: (io: CallIO) => Promise<T>,
-    timeoutMs = this.timeoutMs,
-  ): Promise<{ value: T; ops: Ops; steps: Steps; output: string }> {
+  private async call<T>(label: string, fn: (io: CallIO) => Promise<T>, timeoutMs = this.timeoutMs): Promise<{ value: T; ops: Ops; steps: Steps; output: string }> {
     return serialized(async () => {
       let output = "";
       const steps: Steps = {};
@@ -509,12 +483,7 @@ function msg(e: unknown): string {
  * abort signal); if the call has not settled CANCEL_GRACE_MS later, the engine is killed. Then
  * the call rejects with a timeout error.
  */
-async function withTimeout<T>(
-  what: string,
-  timeoutMs: number,
-  stop: { cancel?: () => void; kill: () => void },
-  fn: () => Promise<T>,
-): Promise<T> {
+async function withTimeout<T>(what: string, timeoutMs: number, stop: { cancel?: () => void; kill: () => void }, fn: () => Promise<T>): Promise<T> {
   const op = fn();
   const settled = op.then(
     () => true,

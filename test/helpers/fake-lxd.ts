@@ -354,7 +354,10 @@ export class FakeLxd {
   }
 
   private etag(i: FakeInstance): string {
-    return `"${createHash("sha256").update(JSON.stringify([i.config, i.devices, i.profiles, i.description, i.ephemeral])).digest("hex").slice(0, 16)}"`;
+    return `"${createHash("sha256")
+      .update(JSON.stringify([i.config, i.devices, i.profiles, i.description, i.ephemeral]))
+      .digest("hex")
+      .slice(0, 16)}"`;
   }
 
   private view(i: FakeInstance) {
@@ -385,7 +388,9 @@ export class FakeLxd {
 
   private newOp(cls: "task" | "websocket", description: string, extra: Partial<FakeOperation> = {}): FakeOperation {
     const op: FakeOperation = {
-      id: randomBytes(16).toString("hex").replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5"),
+      id: randomBytes(16)
+        .toString("hex")
+        .replace(/^(.{8})(.{4})(.{4})(.{4})(.{12})$/, "$1-$2-$3-$4-$5"),
       class: cls,
       description,
       status: "Running",
@@ -463,7 +468,15 @@ export class FakeLxd {
         }
       }
       const ifMatch = typeof req.headers["if-match"] === "string" ? req.headers["if-match"] : undefined;
-      const rec: RecordedRequest = { seq: nextSeq(), server: this.name, method: req.method ?? "GET", path: u.pathname, query: Object.fromEntries(u.searchParams), body, ...(ifMatch ? { ifMatch } : {}) };
+      const rec: RecordedRequest = {
+        seq: nextSeq(),
+        server: this.name,
+        method: req.method ?? "GET",
+        path: u.pathname,
+        query: Object.fromEntries(u.searchParams),
+        body,
+        ...(ifMatch ? { ifMatch } : {}),
+      };
       this.requests.push(rec);
       const send = (status: number, payload: unknown, headers: Record<string, string> = {}) => {
         if (res.writableEnded) return;

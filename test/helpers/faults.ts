@@ -45,7 +45,13 @@ function pidOf(d: Daemon): number | undefined {
     if (!(pid > 0)) return undefined;
     // Only ever signal the sandbox's own lxd for this directory.
     if (fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "lxd") return undefined;
-    if (!fs.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(`LXD_DIR=${path.join(SANDBOX, d)}`)) return undefined;
+    if (
+      !fs
+        .readFileSync(`/proc/${pid}/environ`, "utf8")
+        .split("\0")
+        .includes(`LXD_DIR=${path.join(SANDBOX, d)}`)
+    )
+      return undefined;
     const state = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.[0];
     return state === "Z" || state === "X" ? undefined : pid;
   } catch {

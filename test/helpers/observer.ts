@@ -72,7 +72,23 @@ export class Observer {
     const confDir = fs.mkdtempSync(path.join(os.tmpdir(), `${tag}-conf-`));
     fs.copyFileSync(path.join(LXD_CONF, "config.yml"), path.join(confDir, "config.yml"));
     fs.cpSync(path.join(LXD_CONF, "servercerts"), path.join(confDir, "servercerts"), { recursive: true });
-    const r = await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", path.join(confDir, "client.key"), "-out", path.join(confDir, "client.crt"), "-days", "2", "-subj", `/CN=${tag}`]);
+    const r = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      path.join(confDir, "client.key"),
+      "-out",
+      path.join(confDir, "client.crt"),
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${tag}`,
+    ]);
     if (r.code !== 0) throw new Error(`openssl failed: ${r.stderr}`);
     const fingerprint = new X509Certificate(fs.readFileSync(path.join(confDir, "client.crt"))).fingerprint256.replace(/:/g, "").toLowerCase();
     const name = `${tag}-${Math.random().toString(36).slice(2, 6)}`;

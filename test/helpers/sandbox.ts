@@ -82,7 +82,10 @@ export async function shaStopped(remote: string, project: string, name: string, 
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "lxdp-"));
   try {
     await lxc(["file", "pull", `${ref(remote, name)}${file}`, path.join(tmp, "f"), "--project", project], { timeoutMs: 60_000 });
-    return crypto.createHash("sha256").update(fs.readFileSync(path.join(tmp, "f"))).digest("hex");
+    return crypto
+      .createHash("sha256")
+      .update(fs.readFileSync(path.join(tmp, "f")))
+      .digest("hex");
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
   }

@@ -76,7 +76,23 @@ describe("LxdClient against servers that misbehave", () => {
   it("a server presenting another certificate than the pinned one is refused, with how to re-trust it", async () => {
     // An impostor: a real TLS server with its own key on port 0, reached as remote "s1" with s1's pin.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lxdp-"));
-    const r = await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${dir}/k.pem`, "-out", `${dir}/c.pem`, "-days", "1", "-subj", "/CN=impostor"]);
+    const r = await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir}/k.pem`,
+      "-out",
+      `${dir}/c.pem`,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=impostor",
+    ]);
     expect(r.code).toBe(0);
     const server = https.createServer({ key: fs.readFileSync(`${dir}/k.pem`), cert: fs.readFileSync(`${dir}/c.pem`) }, (_q, res) => {
       res.setHeader("content-type", "application/json");
@@ -101,7 +117,23 @@ describe("LxdClient against servers that misbehave", () => {
     const real = remotes.get("s2");
     // A client certificate the server has never seen.
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "lxdp-"));
-    await run("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", `${dir}/k.pem`, "-out", `${dir}/c.pem`, "-days", "1", "-subj", "/CN=stranger"]);
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      `${dir}/k.pem`,
+      "-out",
+      `${dir}/c.pem`,
+      "-days",
+      "1",
+      "-subj",
+      "/CN=stranger",
+    ]);
     const c = LxdClient.open({ ...real, clientCert: fs.readFileSync(`${dir}/c.pem`, "utf8"), clientKey: fs.readFileSync(`${dir}/k.pem`, "utf8") });
     clients.push(c);
     await expect(c.requireExtensions([], "target")).rejects.toMatchObject({ code: "LXDP_NOT_TRUSTED", message: expect.stringMatching(/does not trust this client/) });

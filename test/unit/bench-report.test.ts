@@ -39,7 +39,16 @@ describe("--json: one object per figure", () => {
   });
 
   it("names the baseline and gives its value; ratio is value / baselineValue", () => {
-    expect(byName["move.relay.cross-remote.small"]).toMatchObject({ value: 0.5, unit: "s", baseline: "lxc-move", baselineValue: 0.625, ratio: 0.8, baselineDetail: "lxc move --mode relay", met: "yes", samples: 4 });
+    expect(byName["move.relay.cross-remote.small"]).toMatchObject({
+      value: 0.5,
+      unit: "s",
+      baseline: "lxc-move",
+      baselineValue: 0.625,
+      ratio: 0.8,
+      baselineDetail: "lxc move --mode relay",
+      met: "yes",
+      samples: 4,
+    });
     expect(byName["downtime.near-live.400MB"].baseline).toBe("downtime.stop-move-start.400MB");
     expect(byName["downtime.near-live.400MB"].ratio).toBeCloseTo(1.3 / 13.7, 12);
     for (const f of out) if (f.ratio !== null) expect(f.ratio).toBeCloseTo(f.value! / f.baselineValue!, 12);
@@ -95,7 +104,13 @@ function parseXml(doc: string): { name: string; attrs: Record<string, string>; t
   const checkText = (t: string) => {
     if (/[<>]/.test(t.replace(/&[^;]*;/g, "")) || /&/.test(t.replace(entity, ""))) throw new Error(`bad character data: ${JSON.stringify(t.slice(0, 60))}`);
   };
-  const unescape = (t: string) => t.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&apos;/g, "'").replace(/&amp;/g, "&");
+  const unescape = (t: string) =>
+    t
+      .replace(/&lt;/g, "<")
+      .replace(/&gt;/g, ">")
+      .replace(/&quot;/g, '"')
+      .replace(/&apos;/g, "'")
+      .replace(/&amp;/g, "&");
   let roots = 0;
   let i = 0;
   const body = doc.replace(/^<\?xml[^>]*\?>\s*/, "");
@@ -145,7 +160,7 @@ describe("the XML check itself", () => {
     expect(() => parseXml("<svg><rect></svg>")).toThrow();
     expect(() => parseXml("<svg><text>a < b</text></svg>")).toThrow();
     expect(() => parseXml("<svg><text>a & b</text></svg>")).toThrow();
-    expect(() => parseXml('<svg><rect x=1/></svg>')).toThrow();
+    expect(() => parseXml("<svg><rect x=1/></svg>")).toThrow();
     expect(() => parseXml("<svg/><svg/>")).toThrow();
     expect(parseXml('<svg a="1"><text>a &amp; b</text></svg>').map((e) => e.name)).toEqual(["svg", "text"]);
   });
@@ -175,9 +190,7 @@ describe("downtime chart", () => {
 
   it("has one bar per strategy and size that has a figure, and only those", () => {
     const got = bars.map((b) => `${b.attrs["data-series"]}@${b.attrs["data-size"]}`).sort();
-    expect(got).toEqual(
-      ["stop-move-start", "near-live", "floor.refresh", "floor.stop-start"].flatMap((s) => [`${s}@small`, `${s}@400MB`]).sort(),
-    );
+    expect(got).toEqual(["stop-move-start", "near-live", "floor.refresh", "floor.stop-start"].flatMap((s) => [`${s}@small`, `${s}@400MB`]).sort());
     // near-live.reported, near-live.frozen and others are not bars of their own.
     expect(bars.some((b) => /reported|frozen/.test(b.attrs["data-series"]))).toBe(false);
   });

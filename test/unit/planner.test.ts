@@ -3,15 +3,32 @@ import { planText, plan, type Capabilities, type Facts } from "../../provider/pl
 
 const EXT = ["container_push", "container_push_target", "container_incremental_copy", "migration_stateful", "instance_pool_move", "instance_project_move", "clustering"];
 const standalone = (remote: string, extra: Partial<Capabilities> = {}): Capabilities => ({
-  remote, extensions: EXT, clustered: false, members: {}, groups: {}, projects: ["default", "staging"], pools: ["default", "fast"], ...extra,
+  remote,
+  extensions: EXT,
+  clustered: false,
+  members: {},
+  groups: {},
+  projects: ["default", "staging"],
+  pools: ["default", "fast"],
+  ...extra,
 });
 const cluster: Capabilities = {
-  ...standalone("cluster"), clustered: true,
-  members: { m1: "Online", m2: "Online", m3: "Offline" }, groups: { "fast-group": ["m2", "m3"] }, load: { m2: 3 },
+  ...standalone("cluster"),
+  clustered: true,
+  members: { m1: "Online", m2: "Online", m3: "Offline" },
+  groups: { "fast-group": ["m2", "m3"] },
+  load: { m2: 3 },
 };
 const facts = (over: Partial<Facts> = {}): Facts => ({
-  remote: "s1", project: "default", member: "", pool: "default", name: "web", type: "container", running: true,
-  config: {}, devices: { eth0: { type: "nic", nictype: "bridged", parent: "sbx0" }, root: { type: "disk", path: "/", pool: "default" } },
+  remote: "s1",
+  project: "default",
+  member: "",
+  pool: "default",
+  name: "web",
+  type: "container",
+  running: true,
+  config: {},
+  devices: { eth0: { type: "nic", nictype: "bridged", parent: "sbx0" }, root: { type: "disk", path: "/", pool: "default" } },
   ...over,
 });
 const desired = (over: Record<string, unknown> = {}): Desired => {
@@ -138,7 +155,10 @@ describe("planner", () => {
   });
 
   it("R9: VM live migration needs size.state >= limits.memory", () => {
-    const p = run(vm({ "migration.stateful": "true", "limits.memory": "4GiB" }, { "size.state": "1GiB" }), desired({ type: "virtual-machine", remote: "s2", migration: { strategy: "live", allowRestart: false } }));
+    const p = run(
+      vm({ "migration.stateful": "true", "limits.memory": "4GiB" }, { "size.state": "1GiB" }),
+      desired({ type: "virtual-machine", remote: "s2", migration: { strategy: "live", allowRestart: false } }),
+    );
     expect(p).toMatchObject({ kind: "refuse", rule: "R9" });
   });
 

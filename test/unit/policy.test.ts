@@ -74,7 +74,11 @@ describe("spread: weighted rendezvous hashing with bounded loads", () => {
   });
 
   it("weights: a candidate of weight 2 is first choice about twice as often (unbounded HRW, 6000 instances)", () => {
-    const cands = [{ name: "big", weight: 2 }, { name: "a", weight: 1 }, { name: "b", weight: 1 }];
+    const cands = [
+      { name: "big", weight: 2 },
+      { name: "a", weight: 1 },
+      { name: "b", weight: 1 },
+    ];
     const first: Record<string, number> = { big: 0, a: 0, b: 0 };
     for (let k = 0; k < 6_000; k++) first[ranking(`i-${k}`, cands)[0]]++;
     expect(first.big / 6_000).toBeCloseTo(0.5, 1);
@@ -93,67 +97,91 @@ describe("spread: weighted rendezvous hashing with bounded loads", () => {
     const r = place({ instances: [{ name: "db", weight: 4 }, ...insts(4)], candidates: members(2) });
     expect(r.load).toEqual({ m1: 4, m2: 4 });
     const withDb = r.placedOn.db!;
-    expect(Object.entries(r.placedOn).filter(([, m]) => m === withDb).map(([i]) => i)).toEqual(["db"]);
+    expect(
+      Object.entries(r.placedOn)
+        .filter(([, m]) => m === withDb)
+        .map(([i]) => i),
+    ).toEqual(["db"]);
   });
 
-  it("bounded loads: no candidate ever exceeds ceil(share·(1+ε)) without pins or anti-affinity (120 random groups)", () => {
-    for (const { input } of randomCases(120)) {
-      const r = place(input);
-      expect(r.errors).toEqual([]);
-      for (const [c, n] of Object.entries(r.load)) expect({ c, n, ok: n <= r.bounds[c].upper }).toEqual({ c, n, ok: true });
-      expect(r.warnings).toEqual([]);
-    }
-  }, SLOW);
+  it(
+    "bounded loads: no candidate ever exceeds ceil(share·(1+ε)) without pins or anti-affinity (120 random groups)",
+    () => {
+      for (const { input } of randomCases(120)) {
+        const r = place(input);
+        expect(r.errors).toEqual([]);
+        for (const [c, n] of Object.entries(r.load)) expect({ c, n, ok: n <= r.bounds[c].upper }).toEqual({ c, n, ok: true });
+        expect(r.warnings).toEqual([]);
+      }
+    },
+    SLOW,
+  );
 
-  it("with tolerance 0 every load is within one instance of the share", () => {
-    for (const { input } of randomCases(120, 11).filter((x) => x.input.tolerance === 0)) {
-      const r = place(input);
-      for (const [c, n] of Object.entries(r.load)) expect(Math.abs(n - r.bounds[c].share)).toBeLessThan(1);
-    }
-  }, SLOW);
+  it(
+    "with tolerance 0 every load is within one instance of the share",
+    () => {
+      for (const { input } of randomCases(120, 11).filter((x) => x.input.tolerance === 0)) {
+        const r = place(input);
+        for (const [c, n] of Object.entries(r.load)) expect(Math.abs(n - r.bounds[c].share)).toBeLessThan(1);
+      }
+    },
+    SLOW,
+  );
 });
 
 describe("stability: as few moves as possible", () => {
-  it("running the policy on its own result moves nothing (120 random groups, with pins and anti-affinity too)", () => {
-    for (const { input, N } of randomCases(120, 3)) {
-      const extra: PolicyInput = {
-        ...input,
-        instances: input.instances.map((i, k) => (k === 0 && N > 3 ? { ...i, pin: "m1" } : k === 1 && N > 3 ? { ...i, antiAffinity: ["web-3"] } : i)),
-      };
-      for (const inp of [input, extra]) {
-        const a = place(inp);
-        const b = place({ ...inp, current: a.placedOn });
-        expect(b.moves).toEqual([]);
-        expect(b.assignment).toEqual(a.assignment);
+  it(
+    "running the policy on its own result moves nothing (120 random groups, with pins and anti-affinity too)",
+    () => {
+      for (const { input, N } of randomCases(120, 3)) {
+        const extra: PolicyInput = {
+          ...input,
+          instances: input.instances.map((i, k) => (k === 0 && N > 3 ? { ...i, pin: "m1" } : k === 1 && N > 3 ? { ...i, antiAffinity: ["web-3"] } : i)),
+        };
+        for (const inp of [input, extra]) {
+          const a = place(inp);
+          const b = place({ ...inp, current: a.placedOn });
+          expect(b.moves).toEqual([]);
+          expect(b.assignment).toEqual(a.assignment);
+        }
       }
-    }
-  }, SLOW);
+    },
+    SLOW,
+  );
 
-  it("adding one instance moves at most one existing instance (120 random groups)", () => {
-    let zero = 0;
-    for (const { input, N } of randomCases(120, 5)) {
-      const a = place(input);
-      const b = place({ ...input, instances: insts(N + 1), current: a.placedOn });
-      expect(movedExisting(b).length).toBeLessThanOrEqual(1);
-      expect(b.creates.map((c) => c.instance)).toEqual([`web-${N + 1}`]);
-      if (!b.moves.length) zero++;
-    }
-    expect(zero).toBeGreaterThan(100); // nearly always none at all
-  }, SLOW);
+  it(
+    "adding one instance moves at most one existing instance (120 random groups)",
+    () => {
+      let zero = 0;
+      for (const { input, N } of randomCases(120, 5)) {
+        const a = place(input);
+        const b = place({ ...input, instances: insts(N + 1), current: a.placedOn });
+        expect(movedExisting(b).length).toBeLessThanOrEqual(1);
+        expect(b.creates.map((c) => c.instance)).toEqual([`web-${N + 1}`]);
+        if (!b.moves.length) zero++;
+      }
+      expect(zero).toBeGreaterThan(100); // nearly always none at all
+    },
+    SLOW,
+  );
 
-  it("removing one instance moves at most two others, nearly always none", () => {
-    // Shares shrink with the total, so a candidate can end above its new upper bound and another
-    // below its lower one: each costs at most one move.
-    let none = 0;
-    for (const { input, N } of randomCases(120, 9)) {
-      if (N < 2) continue;
-      const a = place(input);
-      const b = place({ ...input, instances: insts(N - 1), current: a.placedOn });
-      expect(b.moves.length).toBeLessThanOrEqual(2);
-      if (!b.moves.length) none++;
-    }
-    expect(none).toBeGreaterThan(90);
-  }, SLOW);
+  it(
+    "removing one instance moves at most two others, nearly always none",
+    () => {
+      // Shares shrink with the total, so a candidate can end above its new upper bound and another
+      // below its lower one: each costs at most one move.
+      let none = 0;
+      for (const { input, N } of randomCases(120, 9)) {
+        if (N < 2) continue;
+        const a = place(input);
+        const b = place({ ...input, instances: insts(N - 1), current: a.placedOn });
+        expect(b.moves.length).toBeLessThanOrEqual(2);
+        if (!b.moves.length) none++;
+      }
+      expect(none).toBeGreaterThan(90);
+    },
+    SLOW,
+  );
 
   it("adding a member moves its share, and only to it: 12 over 3 → 4 members moves 3", () => {
     const a = place({ instances: insts(12), candidates: members(3) });
@@ -164,21 +192,25 @@ describe("stability: as few moves as possible", () => {
     expect(counts(b)).toEqual({ m1: 3, m2: 3, m3: 3, m4: 3 });
   });
 
-  it("adding a member moves about N/(n+1) instances, all to the new member when weights are equal (random groups)", () => {
-    for (const { input, N } of randomCases(120, 13)) {
-      const a = place(input);
-      const cands = [...input.candidates, { name: "new", weight: 1 }];
-      const b = place({ ...input, candidates: cands, current: a.placedOn });
-      const W = cands.reduce((s, c) => s + (c.weight ?? 1), 0);
-      const share = N / W;
-      expect(b.moves.length).toBeLessThanOrEqual(Math.ceil(share * (1 + (input.tolerance ?? 0))) + 1);
-      expect(b.moves.length).toBeGreaterThanOrEqual(Math.floor(share * (1 - (input.tolerance ?? 0))));
-      // With tolerance 0 and equal weights the old members were as even as can be: every move is
-      // to the new member. (With slack, a member that was allowed to run above its share may
-      // shed to the next member in an instance's ranking instead.)
-      if (input.tolerance === 0 && input.candidates.every((c) => (c.weight ?? 1) === 1)) for (const m of b.moves) expect(m.to).toBe("new");
-    }
-  }, SLOW);
+  it(
+    "adding a member moves about N/(n+1) instances, all to the new member when weights are equal (random groups)",
+    () => {
+      for (const { input, N } of randomCases(120, 13)) {
+        const a = place(input);
+        const cands = [...input.candidates, { name: "new", weight: 1 }];
+        const b = place({ ...input, candidates: cands, current: a.placedOn });
+        const W = cands.reduce((s, c) => s + (c.weight ?? 1), 0);
+        const share = N / W;
+        expect(b.moves.length).toBeLessThanOrEqual(Math.ceil(share * (1 + (input.tolerance ?? 0))) + 1);
+        expect(b.moves.length).toBeGreaterThanOrEqual(Math.floor(share * (1 - (input.tolerance ?? 0))));
+        // With tolerance 0 and equal weights the old members were as even as can be: every move is
+        // to the new member. (With slack, a member that was allowed to run above its share may
+        // shed to the next member in an instance's ranking instead.)
+        if (input.tolerance === 0 && input.candidates.every((c) => (c.weight ?? 1) === 1)) for (const m of b.moves) expect(m.to).toBe("new");
+      }
+    },
+    SLOW,
+  );
 });
 
 describe("drain", () => {
@@ -194,16 +226,20 @@ describe("drain", () => {
     expect(b.load.m3).toBeUndefined();
   });
 
-  it("draining in random groups: nothing ends on the drained member and nothing else moves while within bounds", () => {
-    for (const { input } of randomCases(120, 17)) {
-      const a = place(input);
-      const b = place({ ...input, draining: ["m1"], current: a.placedOn });
-      expect(Object.values(b.placedOn)).not.toContain("m1");
-      const fromOthers = b.moves.filter((m) => m.from !== "m1");
-      // Others move only when the drained instances cannot all fit within the new upper bounds.
-      if (input.candidates.every((c) => (c.weight ?? 1) === 1) && input.tolerance === 0) expect(fromOthers).toEqual([]);
-    }
-  }, SLOW);
+  it(
+    "draining in random groups: nothing ends on the drained member and nothing else moves while within bounds",
+    () => {
+      for (const { input } of randomCases(120, 17)) {
+        const a = place(input);
+        const b = place({ ...input, draining: ["m1"], current: a.placedOn });
+        expect(Object.values(b.placedOn)).not.toContain("m1");
+        const fromOthers = b.moves.filter((m) => m.from !== "m1");
+        // Others move only when the drained instances cannot all fit within the new upper bounds.
+        if (input.candidates.every((c) => (c.weight ?? 1) === 1) && input.tolerance === 0) expect(fromOthers).toEqual([]);
+      }
+    },
+    SLOW,
+  );
 
   it("a drained member that comes back gets its share back, taken from the others", () => {
     const a = place({ instances: insts(6), candidates: members(3), draining: ["m3"] });
@@ -287,19 +323,27 @@ describe("anti-affinity", () => {
 describe("cluster groups", () => {
   const groups = { "fast-group": ["m2", "m3"] };
 
-  it("a candidate \"@group\" stands for its members", () => {
+  it('a candidate "@group" stands for its members', () => {
     const r = place({ instances: insts(4), candidates: [{ name: "@fast-group" }], groups });
     expect(counts(r)).toEqual({ m2: 2, m3: 2 });
   });
 
-  it("a new instance pinned to \"@group\" targets the group: the cluster picks the member", () => {
+  it('a new instance pinned to "@group" targets the group: the cluster picks the member', () => {
     const r = place({ instances: [{ name: "db", pin: "@fast-group" }], candidates: members(3), groups });
     expect(r.assignment.db).toBe("@fast-group");
     expect(r.creates).toEqual([{ instance: "db", to: "@fast-group" }]);
   });
 
-  it("an instance pinned to \"@group\" and already in it stays; one outside moves into it", () => {
-    const r = place({ instances: [{ name: "a", pin: "@fast-group" }, { name: "b", pin: "@fast-group" }], candidates: members(3), groups, current: { a: "m3", b: "m1" } });
+  it('an instance pinned to "@group" and already in it stays; one outside moves into it', () => {
+    const r = place({
+      instances: [
+        { name: "a", pin: "@fast-group" },
+        { name: "b", pin: "@fast-group" },
+      ],
+      candidates: members(3),
+      groups,
+      current: { a: "m3", b: "m1" },
+    });
     expect(r.assignment.a).toBe("@fast-group");
     expect(r.moves).toEqual([expect.objectContaining({ instance: "b", from: "m1", why: "pinned to @fast-group" })]);
     expect(["m2", "m3"]).toContain(r.moves[0].to);

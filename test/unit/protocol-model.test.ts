@@ -192,13 +192,20 @@ async function explore(sc: Scenario, t: Totals): Promise<void> {
   const d = desiredOf(sc);
   const w0 = startWorld(sc);
   const src = [...w0.copies.values()][0];
-  const p0 = plan({ facts: { remote: src.place.remote, project: src.place.project, member: src.member, pool: src.pool, name: src.place.name, type: "container", running: sc.running, config: {}, devices: {} }, desired: d, source: caps(src.place.remote), target: caps(d.remote) });
+  const p0 = plan({
+    facts: { remote: src.place.remote, project: src.place.project, member: src.member, pool: src.pool, name: src.place.name, type: "container", running: sc.running, config: {}, devices: {} },
+    desired: d,
+    source: caps(src.place.remote),
+    target: caps(d.remote),
+  });
   if (p0.kind !== "move") {
     // Not a move the planner allows (a live rename, say): the protocol has nothing to do.
     t.skipped.push(`${sc.name} (${p0.kind === "refuse" ? p0.reason.split(";")[0] : p0.kind})`);
     return;
   }
-  t.strategies.add(`${sc.name}: ${p0.route.kind === "copy" ? (p0.route.sameServer ? "copy within the server" : `cross-server ${p0.route.mode}`) : `server-side ${p0.route.steps.join("+")}`}, ${p0.strategy}`);
+  t.strategies.add(
+    `${sc.name}: ${p0.route.kind === "copy" ? (p0.route.sameServer ? "copy within the server" : `cross-server ${p0.route.mode}`) : `server-side ${p0.route.steps.join("+")}`}, ${p0.strategy}`,
+  );
   const base = await runOnce(w0, "base", {}, sc, t);
   if (base.error) throw new Error(`${sc.name}: the move failed without a fault: ${(base.error as Error).message}`);
   const bad = converged(base.io.world, d);
@@ -244,7 +251,11 @@ function checkDecisionsWhenSilent(t: Totals): number {
       const silent = remotes.filter((_, i) => mask & (1 << i));
       const copies = all.filter((c) => !silent.includes(c.place.remote)).map((c) => io.view(c));
       const sources = copies.filter((c) => c.outgoing && !c.incoming);
-      const owns: Own[] = [{ run: "later" }, ...sources.map((s) => ({ run: "later", move: { id: s.outgoing!, completeSent: false } })), ...sources.map((s) => ({ run: "later", move: { id: s.outgoing!, completeSent: true } }))];
+      const owns: Own[] = [
+        { run: "later" },
+        ...sources.map((s) => ({ run: "later", move: { id: s.outgoing!, completeSent: false } })),
+        ...sources.map((s) => ({ run: "later", move: { id: s.outgoing!, completeSent: true } })),
+      ];
       for (const own of owns) {
         for (const goal of [{}, { running: true }]) {
           n++;
@@ -252,7 +263,8 @@ function checkDecisionsWhenSilent(t: Totals): number {
           if (d.kind !== "act") continue;
           const a = d.action;
           const allowed = (a.kind === "start" || a.kind === "thaw") && own.move && !own.move.completeSent && a.copy.outgoing === own.move.id && !a.copy.incoming;
-          if (!allowed) t.violations.push({ invariant: "I4", detail: `with ${silent.join(", ")} silent, decide chose ${a.kind} ${placeKey(a.copy.place)} (${a.why}) in ${w.key()} for ${JSON.stringify(own)}` });
+          if (!allowed)
+            t.violations.push({ invariant: "I4", detail: `with ${silent.join(", ")} silent, decide chose ${a.kind} ${placeKey(a.copy.place)} (${a.why}) in ${w.key()} for ${JSON.stringify(own)}` });
         }
       }
     }

@@ -186,7 +186,10 @@ describe("schema.json is a Pulumi package schema", () => {
   it("has a description on the resource, every property, every type and every enum value", () => {
     const missing: string[] = [];
     if (!res.description) missing.push("resource");
-    for (const [bag, props] of [["inputProperties", res.inputProperties], ["properties", res.properties]] as const) {
+    for (const [bag, props] of [
+      ["inputProperties", res.inputProperties],
+      ["properties", res.properties],
+    ] as const) {
       for (const [k, p] of Object.entries(props)) if (!p.description) missing.push(`${bag}.${k}`);
     }
     for (const [t, spec] of Object.entries(schema.types)) {
@@ -246,10 +249,14 @@ describe("schema.json agrees with the zod input schema (provider/inputs.ts)", ()
   });
 
   it("requiredInputs are exactly the inputs zod requires", () => {
-    const required = Object.entries(shape).filter(([, s]) => zodDefault(s).kind === "required").map(([k]) => k);
+    const required = Object.entries(shape)
+      .filter(([, s]) => zodDefault(s).kind === "required")
+      .map(([k]) => k);
     expect([...(res.requiredInputs ?? [])].sort()).toEqual(required.sort());
     expect(res.requiredInputs).toEqual(["image"]);
-    const migRequired = Object.entries(migShape).filter(([, s]) => zodDefault(s).kind === "required").map(([k]) => k);
+    const migRequired = Object.entries(migShape)
+      .filter(([, s]) => zodDefault(s).kind === "required")
+      .map(([k]) => k);
     expect(migrationType().required ?? []).toEqual(migRequired);
   });
 
@@ -282,7 +289,12 @@ describe("schema.json agrees with the zod input schema (provider/inputs.ts)", ()
     // description as "Default: `...`"), and nothing without a zod default claims one.
     for (const r of rows) expect({ key: r.key, value: r.schema }).toEqual({ key: r.key, value: r.zod });
     // The primitive ones are real Pulumi defaults, so SDKs generated from the schema apply them.
-    for (const r of rows) if (isPrimitive(r.zod)) expect({ key: r.key, hasDefault: r.key.startsWith("migration.") ? "default" in migrationType().properties![r.key.slice(10)] : "default" in res.inputProperties[r.key] }).toEqual({ key: r.key, hasDefault: true });
+    for (const r of rows)
+      if (isPrimitive(r.zod))
+        expect({ key: r.key, hasDefault: r.key.startsWith("migration.") ? "default" in migrationType().properties![r.key.slice(10)] : "default" in res.inputProperties[r.key] }).toEqual({
+          key: r.key,
+          hasDefault: true,
+        });
   });
 
   it("numeric limits stated in the descriptions are zod's", () => {
@@ -296,7 +308,9 @@ describe("schema.json agrees with the zod input schema (provider/inputs.ts)", ()
 
 describe("schema.json agrees with the provider (provider/resource.ts, provider/executor.ts)", () => {
   it("replaceOnChanges is set on exactly REPLACE_FIELDS", () => {
-    const marked = Object.entries(res.inputProperties).filter(([, p]) => p.replaceOnChanges).map(([k]) => k);
+    const marked = Object.entries(res.inputProperties)
+      .filter(([, p]) => p.replaceOnChanges)
+      .map(([k]) => k);
     expect(marked.sort()).toEqual([...REPLACE_FIELDS].sort());
     expect(Object.values(res.properties).some((p) => p.replaceOnChanges)).toBe(false);
   });
@@ -319,14 +333,23 @@ describe("schema.json agrees with the provider (provider/resource.ts, provider/e
     const required = [...always].filter(([, a]) => a).map(([k]) => k);
     expect([...(res.required ?? [])].sort()).toEqual(required.sort());
     // The outputs added on top of the inputs.
-    expect(membersOf(resource).map((m) => m.name).sort()).toEqual(["instanceId", "lastMove", "leftovers", "location", "moves", "status"]);
+    expect(
+      membersOf(resource)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(["instanceId", "lastMove", "leftovers", "location", "moves", "status"]);
   });
 
   it("the MoveRecord type has the fields of MoveRecord in provider/executor.ts, required where not optional", () => {
     const rec = membersOf(findInterface(sourceOf("provider/executor.ts"), "MoveRecord"));
     const t = typeOf(res.properties.lastMove.$ref);
     expect(sortedKeys(t.properties ?? {})).toEqual(rec.map((m) => m.name).sort());
-    expect([...(t.required ?? [])].sort()).toEqual(rec.filter((m) => !m.optional).map((m) => m.name).sort());
+    expect([...(t.required ?? [])].sort()).toEqual(
+      rec
+        .filter((m) => !m.optional)
+        .map((m) => m.name)
+        .sort(),
+    );
   });
 
   it("outputs that echo an input share its type", () => {
@@ -344,7 +367,12 @@ describe("schema.json agrees with the SDK (sdk/index.ts)", () => {
   it("every member of InstanceArgs is an input, and vice versa; optional exactly where not required", () => {
     const args = membersOf(findInterface(sdk, "InstanceArgs"));
     expect(args.map((m) => m.name).sort()).toEqual(sortedKeys(res.inputProperties));
-    expect(args.filter((m) => !m.optional).map((m) => m.name).sort()).toEqual([...(res.requiredInputs ?? [])].sort());
+    expect(
+      args
+        .filter((m) => !m.optional)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual([...(res.requiredInputs ?? [])].sort());
   });
 
   it("every member of MigrationArgs is a Migration property, and vice versa", () => {
@@ -364,11 +392,20 @@ describe("schema.json agrees with the SDK (sdk/index.ts)", () => {
   it("the Instance class declares every output property, and the SDK's MoveRecord matches the schema's", () => {
     const cls = sdk.statements.find((s): s is ts.ClassDeclaration => ts.isClassDeclaration(s) && s.name?.text === "Instance");
     expect(cls).toBeDefined();
-    expect(membersOf(cls!).map((m) => m.name).sort()).toEqual(sortedKeys(res.properties));
+    expect(
+      membersOf(cls!)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(sortedKeys(res.properties));
     const rec = membersOf(findInterface(sdk, "MoveRecord"));
     const t = typeOf(res.properties.lastMove.$ref);
     expect(rec.map((m) => m.name).sort()).toEqual(sortedKeys(t.properties ?? {}));
-    expect(rec.filter((m) => !m.optional).map((m) => m.name).sort()).toEqual([...(t.required ?? [])].sort());
+    expect(
+      rec
+        .filter((m) => !m.optional)
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual([...(t.required ?? [])].sort());
   });
 });
 
@@ -388,7 +425,10 @@ describe("the README's inputs table agrees with schema.json", () => {
         continue;
       }
       inTable = true;
-      const cells = line.split(/(?<!\\)\|/).slice(1, -1).map((c) => c.trim()); // "\|" is a pipe inside a cell
+      const cells = line
+        .split(/(?<!\\)\|/)
+        .slice(1, -1)
+        .map((c) => c.trim()); // "\|" is a pipe inside a cell
       const m = /^`([^`]+)`$/.exec(cells[0] ?? "");
       if (m) rows.set(m[1], cells);
     }

@@ -38,7 +38,13 @@ const src = (over: Partial<Copy> = {}) => copy(S1, { outgoing: M, move: rec, ...
 const tgt = (over: Partial<Copy> = {}) => copy(S2, { incoming: M, move: rec, ...over });
 const own = { run: "this-run" };
 const summary = (d: ReturnType<typeof decide>) =>
-  d.kind === "act" ? `${d.action.kind} ${d.action.copy.place.remote}${d.action.kind === "clear" ? ` ${d.action.keys.map((k) => k.split(".").pop()).join(",")}` : ""}` : d.kind === "blocked" ? `blocked ${d.blocked.kind}` : d.kind === "done" ? `done ${d.instance.place.remote}` : d.kind;
+  d.kind === "act"
+    ? `${d.action.kind} ${d.action.copy.place.remote}${d.action.kind === "clear" ? ` ${d.action.keys.map((k) => k.split(".").pop()).join(",")}` : ""}`
+    : d.kind === "blocked"
+      ? `blocked ${d.blocked.kind}`
+      : d.kind === "done"
+        ? `done ${d.instance.place.remote}`
+        : d.kind;
 
 describe("P5: decide, branch by branch", () => {
   const cases: [string, View, string, object?][] = [
@@ -56,14 +62,29 @@ describe("P5: decide, branch by branch", () => {
     ["two unmarked copies (one made by lxc copy) are reported, neither deleted", view([copy(S1), copy(S2)]), "blocked several"],
     ["a live copy LXD started (running, incoming) beside its stopped source has served: committed", view([src(), tgt({ status: "Running" })]), "clear s2 incoming,complete,outgoing"],
     ["a live copy LXD started beside the source it resumed: the source stops first", view([src({ status: "Running" }), tgt({ status: "Running" })]), "stop s1"],
-    ["I4: no exception for a live move: its copy may run whatever this run sent", view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]), "blocked silent", { run: "this-run", move: { id: M, completeSent: false, live: true } }],
+    [
+      "I4: no exception for a live move: its copy may run whatever this run sent",
+      view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]),
+      "blocked silent",
+      { run: "this-run", move: { id: M, completeSent: false, live: true } },
+    ],
     ["a copy of a copy in flight (lxc copy) is outside the provider: never touched", view([src(), tgt(), copy({ ...S2, name: "web-copy" }, { incoming: M, move: rec })]), "remove s2"],
     ["marks without a move record beside an unmarked copy: undecidable, reported", view([copy(S1, { outgoing: M }), copy(S2)]), "blocked inconsistent"],
     ["I4: a partial copy and a silent source's server: nothing decided", view([tgt()], ["s1"]), "blocked silent"],
     ["I4: a complete copy and a silent source's server: nothing decided", view([tgt({ complete: M })], ["s1"]), "blocked silent"],
     ["I4: a source and a silent copy's server: nothing decided for a later run", view([src()], ["s2"]), "blocked silent"],
-    ["I4: this run's own source may start again when it never marked its copy complete", view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]), "start s1", { run: "this-run", move: { id: M, completeSent: false } }],
-    ["I4: ... but not once it sent the complete mark, answered or not", view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]), "blocked silent", { run: "this-run", move: { id: M, completeSent: true } }],
+    [
+      "I4: this run's own source may start again when it never marked its copy complete",
+      view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]),
+      "start s1",
+      { run: "this-run", move: { id: M, completeSent: false } },
+    ],
+    [
+      "I4: ... but not once it sent the complete mark, answered or not",
+      view([src({ lease: { run: "this-run", until: Date.now() + 60_000 } })], ["s2"]),
+      "blocked silent",
+      { run: "this-run", move: { id: M, completeSent: true } },
+    ],
     ["another run's lease that holds blocks everything", view([src({ lease: { run: "other", until: Date.now() + 60_000 }, leaseHolds: true }), tgt()]), "blocked leased"],
     ["another run's lease that ended does not", view([src({ lease: { run: "other", until: Date.now() - 1 }, leaseHolds: false }), tgt()]), "remove s2"],
     ["a clean instance at its place is done", view([copy(S1, { status: "Running" })]), "done s1"],
@@ -384,7 +405,9 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
     expect(err).toBeInstanceOf(MoveFailedError);
     expect((err as MoveFailedError).outcome).toBe("undecided");
-    expect((err as Error).message).toMatch(/Remote "s1" did not answer: nothing was deleted, promoted or started .*could not be started again while the server does not answer, and the next run starts it \(P4\)/);
+    expect((err as Error).message).toMatch(
+      /Remote "s1" did not answer: nothing was deleted, promoted or started .*could not be started again while the server does not answer, and the next run starts it \(P4\)/,
+    );
     s1.comeBack();
     expect(s1.instances.get("web")).toMatchObject({ status: "Stopped" });
     expect(starts(s1)).toEqual([]);

@@ -34,10 +34,7 @@ afterEach(async () => {
 });
 
 async function setup(src: Partial<FakeLxdOptions> = {}, tgt: Partial<FakeLxdOptions> = {}) {
-  const started = await startFakes(
-    { name: "src", address: SRC_ADDR, instances: [liveVm()], ...src },
-    { name: "tgt", address: TGT_ADDR, instances: [], ...tgt },
-  );
+  const started = await startFakes({ name: "src", address: SRC_ADDR, instances: [liveVm()], ...src }, { name: "tgt", address: TGT_ADDR, instances: [], ...tgt });
   closeFakes = started.close;
   const [s, t] = started.fakes;
   const sc = LxdClient.open(s.remote, { timeoutMs: 5_000 });
@@ -159,8 +156,14 @@ describe("transfer contract: push (R5)", () => {
 describe("transfer contract: relay (R5)", () => {
   const checkFrames = (s: FakeLxd, t: FakeLxd, channels: string[]) => {
     for (const ch of channels) {
-      const a = only(s.websockets.filter((w) => w.channel === ch), `source "${ch}" channel`);
-      const b = only(t.websockets.filter((w) => w.channel === ch), `target "${ch}" channel`);
+      const a = only(
+        s.websockets.filter((w) => w.channel === ch),
+        `source "${ch}" channel`,
+      );
+      const b = only(
+        t.websockets.filter((w) => w.channel === ch),
+        `target "${ch}" channel`,
+      );
       // Source → target: every frame, binary and text alike, the zero-length text frame (end of
       // stream) included, byte-exact and in order.
       expect(frames(b.received)).toEqual(frames(defaultFrames(ch)));
@@ -214,8 +217,14 @@ describe("transfer contract: relay (R5)", () => {
     // Not a wait for a timeout: the close is passed on as soon as the frames are.
     expect(Date.now() - t0).toBeLessThan(2_000);
     for (const ch of ["control", "fs", "criu"]) {
-      const a = only(s.websockets.filter((w) => w.channel === ch), `source "${ch}" channel`);
-      const b = only(t.websockets.filter((w) => w.channel === ch), `target "${ch}" channel`);
+      const a = only(
+        s.websockets.filter((w) => w.channel === ch),
+        `source "${ch}" channel`,
+      );
+      const b = only(
+        t.websockets.filter((w) => w.channel === ch),
+        `target "${ch}" channel`,
+      );
       // The case under test: the source's side was gone before the target's side existed.
       expect(a.closedSeq).toBeLessThan(b.seq);
       expect(frames(b.received)).toEqual(frames(defaultFrames(ch)));
@@ -228,7 +237,13 @@ describe("transfer contract: relay (R5)", () => {
 describe("transfer contract: live is always explicit", () => {
   for (const mode of ["pull", "push", "relay"] as const) {
     it(`R5: a cold ${mode} copy sends live:false on both sides (LXD reads an omitted live as true)`, async () => {
-      const stopped = { name: "c1", type: "container" as const, status: "Stopped" as const, config: { "volatile.eth0.hwaddr": "00:16:3e:aa:bb:cc" }, devices: { root: { type: "disk", path: "/", pool: "default" } } };
+      const stopped = {
+        name: "c1",
+        type: "container" as const,
+        status: "Stopped" as const,
+        config: { "volatile.eth0.hwaddr": "00:16:3e:aa:bb:cc" },
+        devices: { root: { type: "disk", path: "/", pool: "default" } },
+      };
       const { s, t, sc, tc } = await setup({ instances: [stopped] });
       await copy(mode, sc, tc, await specFor(sc, "c1", false));
       const srcBody = bodyOf(migrationPost(s, "c1"));
@@ -300,10 +315,7 @@ describe("a live VM move through the planner and the executor", () => {
     vm.config = { ...vm.config, [MARKER_KEY]: ID };
     const { s, t } = await setup({ instances: [vm], ...src }, tgt);
     confDir = fs.mkdtempSync(path.join(os.tmpdir(), "lxdp-conf-"));
-    fs.writeFileSync(
-      path.join(confDir, "config.yml"),
-      `default-remote: src\nremotes:\n  src:\n    addr: unix://${s.socketPath}\n  tgt:\n    addr: unix://${t.socketPath}\n`,
-    );
+    fs.writeFileSync(path.join(confDir, "config.yml"), `default-remote: src\nremotes:\n  src:\n    addr: unix://${s.socketPath}\n  tgt:\n    addr: unix://${t.socketPath}\n`);
     const estate = new Estate({ ...process.env, LXD_CONF: confDir });
     try {
       const io = new LxdIo(estate);
