@@ -21,7 +21,10 @@
  * by the provider process's limiter (`migration.group`). See docs/policies.md.
  */
 import * as pulumi from "@pulumi/pulumi";
+import type { Estate } from "../provider/estate";
 import type { Desired } from "../provider/inputs";
+import { InputError, PlacementError } from "../provider/lxd/errors";
+import { INCOMING_KEY } from "../provider/marks";
 import { formatPlan, place, type PolicyInput, type PolicyResult } from "../provider/policy";
 import { Instance, type InstanceArgs, type MigrationArgs } from "./index";
 
@@ -137,17 +140,18 @@ export class InstanceGroup extends pulumi.ComponentResource {
     const byRemote = !!policy.remotes;
     const lxdName = (k: string) => {
       const n = args.instances[k].name;
-      if (n !== undefined && !isPlain(n)) throw new Error(`InstanceGroup ${name}: instances.${k}.name must be a plain string (the policy looks the instance up by name)`);
+      if (n !== undefined && !isPlain(n))
+        throw new InputError(`InstanceGroup ${name}: instances.${k}.name must be a plain string (the policy looks the instance up by name)`, { field: `instances.${k}.name` });
       return n ?? `${prefix}${k}`;
     };
     const names = Object.fromEntries(keys.map((k) => [k, lxdName(k)]));
-    if (byRemote && policy.members) throw new Error(`InstanceGroup ${name}: policy.members and policy.remotes exclude each other`);
+    if (byRemote && policy.members) throw new InputError(`InstanceGroup ${name}: policy.members and policy.remotes exclude each other`, { field: "policy.remotes" });
 
     /** The policy's decision from what was observed; throws when the policy cannot be met. */
     const decide = (obs: Observed): { r: PolicyResult; obs: Observed; input: PolicyInput } => {
       let candidates = weights(byRemote ? policy.remotes : policy.members);
       if (!candidates) {
-        if (!obs.online) throw new Error(`InstanceGroup ${name}: policy.members is required when the group does not read the cluster (observed is given)`);
+        if (!obs.online) throw new InputError(`InstanceGroup ${name}: policy.members is required when the group does not read the cluster (observed is given)`, { field: "policy.members" });
         candidates = obs.online.map((m) => ({ name: m, weight: 1 }));
       }
       const online = obs.online ? new Set(obs.online) : undefined;
@@ -172,7 +176,10 @@ export class InstanceGroup extends pulumi.ComponentResource {
       const r = place(input);
       if (offline.length) r.warnings.push(`not online, so treated as draining: ${offline.join(", ")}`);
       if (r.errors.length) {
-        throw new Error(`InstanceGroup ${name}: the placement policy cannot be met:\n  ${r.errors.join("\n  ")}\n${formatPlan(r, { title: `InstanceGroup ${name}`, names, current: obs.current })}`);
+        throw new InputError(
+          `InstanceGroup ${name}: the placement policy cannot be met:\n  ${r.errors.join("\n  ")}\n${formatPlan(r, { title: `InstanceGroup ${name}`, names, current: obs.current })}`,
+          { field: "policy" },
+        );
       }
       return { r, obs, input };
     };
@@ -184,10 +191,17 @@ export class InstanceGroup extends pulumi.ComponentResource {
           decide({ current: args.observed.current, groups: args.observed.groups ?? {}, running: args.observed.running ?? {}, online: args.observed.online, strategies: {}, remote: args.remote }),
         )
       : (async () => {
-          const d = decide(await observe(name, args, names, byRemote));
-          d.obs.strategies = await strategies(name, args, names, d.r, d.obs, byRemote);
-          return d;
-        })();
+          const e = await programEstate();
+          try {
+            const d = decide(await observe(e, name, args, names, byRemote));
+            d.obs.strategies = await strategies(e, name, args, names, d.r, d.obs, byRemote);
+            return d;
+          } finally {
+            await e.close().catch(() => undefined);
+          }
+        })().catch((err: unknown) => {
+          throw asProgramError(err);
+        });
     // The outputs below wait on this; keep an unobserved rejection from being reported twice.
     result.catch(() => undefined);
 
@@ -217,7 +231,7 @@ export class InstanceGroup extends pulumi.ComponentResource {
         ...(policy.maxConcurrentMoves ? { maxConcurrentMoves: policy.maxConcurrentMoves } : {}),
         ...(policy.maxConcurrentMovesPerServer ? { maxConcurrentMovesPerServer: policy.maxConcurrentMovesPerServer } : {}),
       }));
-      if (spec.image === undefined) throw new Error(`InstanceGroup ${name}: instances.${k} has no image (set it, or defaults.image)`);
+      if (spec.image === undefined) throw new InputError(`InstanceGroup ${name}: instances.${k} has no image (set it, or defaults.image)`, { field: `instances.${k}.image` });
       this.instances[k] = new Instance(
         `${name}-${k}`,
         {
@@ -278,10 +292,7 @@ function planTable(name: string, rs: GroupPlanRow[], r: PolicyResult, limits: st
 }
 
 /** Read, from LXD, where each instance is, which members are online and the cluster groups. */
-async function observe(name: string, args: InstanceGroupArgs, names: Record<string, string>, byRemote: boolean): Promise<Observed> {
-  // Loaded here, not at the top: importing the SDK must not load the LXD client.
-  const { Estate } = await import("../provider/estate");
-  const e = new Estate();
+async function observe(e: Estate, name: string, args: InstanceGroupArgs, names: Record<string, string>, byRemote: boolean): Promise<Observed> {
   try {
     const current: Record<string, string | undefined> = {};
     const running: Record<string, boolean> = {};
@@ -293,7 +304,7 @@ async function observe(name: string, args: InstanceGroupArgs, names: Record<stri
     const seen = (remote: string, list: Awaited<ReturnType<typeof e.instances>>, where: (i: (typeof list)[number]) => string) => {
       for (const i of list) {
         const k = byName.get(i.name);
-        if (k === undefined || i.config["user.lxd-placement.incoming"]) continue;
+        if (k === undefined || i.config[INCOMING_KEY]) continue;
         if ((project(k) ?? "default") !== i.project) continue;
         current[k] = where(i);
         running[k] = i.status === "Running";
@@ -310,8 +321,8 @@ async function observe(name: string, args: InstanceGroupArgs, names: Record<stri
             seen(r, await e.instances(r, { fresh: true }), () => r);
             online.push(r);
           } catch (err) {
-            if (!(policy.draining ?? []).includes(r)) throw new Error(`InstanceGroup ${name}: cannot read remote "${r}": ${(err as Error).message}`);
-            throw new Error(`InstanceGroup ${name}: cannot read the draining remote "${r}", so its instances cannot be moved off it: ${(err as Error).message}`);
+            if (!(policy.draining ?? []).includes(r)) throw new PlacementError(`cannot read remote "${r}": ${(err as Error).message}`, {}, undefined, { cause: err });
+            throw new PlacementError(`cannot read the draining remote "${r}", so its instances cannot be moved off it: ${(err as Error).message}`, {}, undefined, { cause: err });
           }
         }),
       );
@@ -319,29 +330,21 @@ async function observe(name: string, args: InstanceGroupArgs, names: Record<stri
     }
     const remote = args.remote ?? e.remotes.defaultRemote;
     const caps = await e.capabilities(remote, { fresh: true });
-    if (!caps.clustered) throw new Error(`InstanceGroup ${name}: remote "${remote}" is not a cluster; spread over servers with policy.remotes`);
+    if (!caps.clustered) throw new InputError(`remote "${remote}" is not a cluster; spread over servers with policy.remotes`, { remote, field: "remote" });
     seen(remote, await e.instances(remote, { fresh: true }), (i) => i.location);
     const online = Object.entries(caps.members)
       .filter(([, s]) => s === "Online")
       .map(([m]) => m);
     return { current, running, groups: caps.groups, online, strategies: {}, remote };
   } catch (err) {
-    throw new Error(`InstanceGroup ${name}: cannot read where the instances are: ${(err as Error).message}`);
-  } finally {
-    await e.close().catch(() => undefined);
+    throw new PlacementError(`InstanceGroup ${name}: cannot read where the instances are: ${(err as Error).message}`, {}, undefined, { cause: err });
   }
 }
 
 /** The strategy of each move, from the provider's own planner, so the preview table says how. */
-async function strategies(name: string, args: InstanceGroupArgs, names: Record<string, string>, r: PolicyResult, obs: Observed, byRemote: boolean): Promise<Record<string, string>> {
+async function strategies(e: Estate, name: string, args: InstanceGroupArgs, names: Record<string, string>, r: PolicyResult, obs: Observed, byRemote: boolean): Promise<Record<string, string>> {
   if (!r.moves.length) return {};
-  const [{ Estate }, { plan }, { factsOf }, { InstanceInputsSchema }] = await Promise.all([
-    import("../provider/estate"),
-    import("../provider/planner"),
-    import("../provider/facts"),
-    import("../provider/inputs"),
-  ]);
-  const e = new Estate();
+  const [{ plan }, { factsOf }, { InstanceInputsSchema }] = await Promise.all([import("../provider/planner"), import("../provider/facts"), import("../provider/inputs")]);
   const out: Record<string, string> = {};
   try {
     for (const m of r.moves) {
@@ -350,7 +353,7 @@ async function strategies(name: string, args: InstanceGroupArgs, names: Record<s
       const fromRemote = byRemote ? m.from : obs.remote!;
       const toRemote = byRemote ? m.to : obs.remote!;
       const list = await e.instances(fromRemote);
-      const inst = list.find((i) => i.name === names[k] && !i.config["user.lxd-placement.incoming"]);
+      const inst = list.find((i) => i.name === names[k] && !i.config[INCOMING_KEY]);
       if (!inst) continue;
       const mig = (spec.migration ?? {}) as Record<string, unknown>;
       const plainMig = Object.fromEntries(
@@ -375,8 +378,34 @@ async function strategies(name: string, args: InstanceGroupArgs, names: Record<s
   } catch (err) {
     // The table is still useful without strategies; the provider decides them at update.
     void pulumi.log.warn(`InstanceGroup ${name}: could not work out the move strategies for the plan: ${(err as Error).message}`);
-  } finally {
-    await e.close().catch(() => undefined);
   }
   return out;
+}
+
+/**
+ * The group's failure as the user should read it, once. Every Instance of the group waits on the
+ * same rejection, and the SDK prefixes the message of an error it meets while serializing an
+ * input ("error serializing property …") in place, once per input, before its handler prints it
+ * (once: it knows the error by identity). The message is pinned so it reads as written; a
+ * PlacementError carries the brand that makes the handler print the message without a trace.
+ */
+function asProgramError(err: unknown): PlacementError {
+  const e = PlacementError.is(err) ? err : new PlacementError(String((err as Error)?.message ?? err), {}, undefined, { cause: err });
+  const text = e.message;
+  Object.defineProperty(e, "message", {
+    get: () => text,
+    set: () => undefined,
+    configurable: true,
+  });
+  return e;
+}
+
+/**
+ * The remotes the provider sees: the lxc configuration and the stack config
+ * `lxd-placement:remotes`, which the engine gives the program as it gives the provider.
+ * Loaded here, not at the top: importing the SDK must not load the LXD client.
+ */
+async function programEstate(): Promise<Estate> {
+  const [{ Estate }, { parseStackRemotes, STACK_REMOTES_KEY }] = await Promise.all([import("../provider/estate"), import("../provider/lxd/remotes")]);
+  return new Estate(process.env, parseStackRemotes(pulumi.runtime.getConfig(STACK_REMOTES_KEY)));
 }

@@ -35,10 +35,14 @@ export interface CreateOptions {
   config?: Record<string, string>;
   /** Overall timeout of each engine call of this stack, in ms. */
   timeoutMs?: number;
+  /** Extra environment of the engine and the provider (e.g. another LXD_CONF). */
+  env?: Record<string, string>;
 }
 
 export interface FromDirOptions {
   timeoutMs?: number;
+  /** Extra environment of the engine, the program and the provider (e.g. another LXD_CONF). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -294,7 +298,7 @@ export class TestStack {
             { stackName, projectName, program: guarded(opts.program) },
             {
               workDir,
-              envVars: engineEnv(dir),
+              envVars: { ...engineEnv(dir), ...opts.env },
               pulumiCommand: pulumiCmd,
               projectSettings: { name: projectName, runtime: "nodejs", main: workDir },
             },
@@ -318,7 +322,7 @@ export class TestStack {
       const pulumiCmd = await pulumiCommand();
       const stack = await serialized(() =>
         withTimeout(`creating stack ${stackName} of ${programDir}`, timeoutMs, { kill: () => killEngine(stackName) }, () =>
-          LocalWorkspace.createOrSelectStack({ stackName, workDir: programDir }, { envVars: engineEnv(dir), pulumiCommand: pulumiCmd }),
+          LocalWorkspace.createOrSelectStack({ stackName, workDir: programDir }, { envVars: { ...engineEnv(dir), ...opts.env }, pulumiCommand: pulumiCmd }),
         ),
       );
       return await TestStack.configured(new TestStack(stack, dir, timeoutMs, programDir), config);
