@@ -25,20 +25,8 @@ import { COMPLETE_KEY, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MARK_PRE
 import type { Placement, Plan } from "./planner";
 import { COMMIT_KEYS, describeCopy, explain, FINISH_KEYS, isRunning, tempName, where, type Copy, type Own } from "./protocol";
 
-export interface MoveRecord {
-  kind: string;
-  strategy: string;
-  mode?: string;
-  from: string;
-  to: string;
-  durationSeconds: number;
-  /** Seconds the instance was not running (0 when it was not running before). */
-  downtimeSeconds: number;
-  preCopyRounds?: number;
-  /** Set when a live move was refused by LXD and this move ran instead (R15, strategy auto). */
-  fallbackFrom?: string;
-  at: string;
-}
+import type { MoveRecord } from "./move-record";
+export type { MoveRecord };
 
 export type Logger = (text: string) => void;
 

@@ -26,7 +26,7 @@ import type { Desired } from "../provider/inputs";
 import { InputError, PlacementError } from "../provider/lxd/errors";
 import { INCOMING_KEY } from "../provider/marks";
 import { formatPlan, place, type PolicyInput, type PolicyResult } from "../provider/policy";
-import { Instance, type InstanceArgs, type MigrationArgs } from "./index";
+import { Instance, type InstanceArgs, type MigrationArgs } from "./instance";
 
 /** One instance of the group: Instance inputs without the placement, plus its policy options. */
 export interface GroupInstanceArgs extends Omit<InstanceArgs, "remote" | "target" | "image"> {

@@ -1,6 +1,6 @@
 /**
  * schema.json, the zod input schema (provider/inputs.ts), the provider's outputs
- * (provider/resource.ts, provider/executor.ts), the SDK's types (sdk/index.ts) and the README's
+ * (provider/resource.ts, provider/executor.ts), the SDK's types (sdk/instance.ts, provider/move-record.ts) and the README's
  * inputs table describe the same resource. This test keeps them in agreement.
  *
  * Why agreement instead of generating schema.json from zod: the schema carries what the code
@@ -340,8 +340,8 @@ describe("schema.json agrees with the provider (provider/resource.ts, provider/e
     ).toEqual(["instanceId", "lastMove", "leftovers", "location", "moves", "status"]);
   });
 
-  it("the MoveRecord type has the fields of MoveRecord in provider/executor.ts, required where not optional", () => {
-    const rec = membersOf(findInterface(sourceOf("provider/executor.ts"), "MoveRecord"));
+  it("the MoveRecord type has the fields of MoveRecord in provider/move-record.ts (what the executor fills), required where not optional", () => {
+    const rec = membersOf(findInterface(sourceOf("provider/move-record.ts"), "MoveRecord"));
     const t = typeOf(res.properties.lastMove.$ref);
     expect(sortedKeys(t.properties ?? {})).toEqual(rec.map((m) => m.name).sort());
     expect([...(t.required ?? [])].sort()).toEqual(
@@ -361,8 +361,8 @@ describe("schema.json agrees with the provider (provider/resource.ts, provider/e
   });
 });
 
-describe("schema.json agrees with the SDK (sdk/index.ts)", () => {
-  const sdk = sourceOf("sdk/index.ts");
+describe("schema.json agrees with the SDK (sdk/instance.ts)", () => {
+  const sdk = sourceOf("sdk/instance.ts");
 
   it("every member of InstanceArgs is an input, and vice versa; optional exactly where not required", () => {
     const args = membersOf(findInterface(sdk, "InstanceArgs"));
@@ -397,7 +397,9 @@ describe("schema.json agrees with the SDK (sdk/index.ts)", () => {
         .map((m) => m.name)
         .sort(),
     ).toEqual(sortedKeys(res.properties));
-    const rec = membersOf(findInterface(sdk, "MoveRecord"));
+    // The SDK's MoveRecord is the provider's (one definition, imported as a type).
+    expect(sdk.getText()).toMatch(/import type \{ MoveRecord \} from "\.\.\/provider\/move-record"/);
+    const rec = membersOf(findInterface(sourceOf("provider/move-record.ts"), "MoveRecord"));
     const t = typeOf(res.properties.lastMove.$ref);
     expect(rec.map((m) => m.name).sort()).toEqual(sortedKeys(t.properties ?? {}));
     expect(
