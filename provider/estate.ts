@@ -7,6 +7,7 @@ import { ClientPool, type LxdClient } from "./lxd/client";
 import { listInstances, type Instance } from "./lxd/instances";
 import { loadRemotes, type RemoteSet, type StackRemotes } from "./lxd/remotes";
 import { listClusterGroups, listMembers, listPools, listProfiles, listProjects } from "./lxd/resources";
+import { supports } from "./features";
 import type { Capabilities } from "./planner";
 
 const CACHE_MS = 20_000;
@@ -63,7 +64,7 @@ export class Estate {
       listProjects(c),
       listPools(c),
       clustered ? listMembers(c) : Promise.resolve([]),
-      clustered && s.api_extensions.includes("clustering_groups") ? listClusterGroups(c) : Promise.resolve([]),
+      clustered && supports(s.api_extensions, "clusterGroups") ? listClusterGroups(c) : Promise.resolve([]),
     ]);
     return {
       remote,

@@ -10,7 +10,21 @@ import type { Desired } from "./inputs";
 import type { MoveIo, ServerStep, TransferRequest } from "./io";
 import type { LxdClient, Operation } from "./lxd/client";
 import { isSilent, PlacementError } from "./lxd/errors";
-import { deleteInstance, getInstance, isRunning, patchInstance, postInstance, rootPool, setState, startInstance, stopInstance, thawStuck, type Instance } from "./lxd/instances";
+import {
+  deleteInstance,
+  getInstance,
+  isRunning,
+  moveToPool,
+  moveToProject,
+  patchInstance,
+  postInstance,
+  rootPool,
+  setState,
+  startInstance,
+  stopInstance,
+  thawStuck,
+  type Instance,
+} from "./lxd/instances";
 import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, leaseHolds, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, parseLease, parseMove, placeKey, thisHolder, type Holder, type Lease, type Place } from "./marks";
 import type { Copy } from "./protocol";
 import { copy } from "./transfer";
@@ -176,8 +190,8 @@ export class LxdIo implements MoveIo {
   }
   async serverStep(p: Place, step: ServerStep, live: boolean, timeoutMs: number): Promise<void> {
     const c = this.client(p);
-    if (step.kind === "pool") await postInstance(c, p.name, { name: p.name, migration: true, pool: step.pool, live }, timeoutMs);
-    if (step.kind === "project") await postInstance(c, p.name, { name: p.name, migration: true, project: step.project, live }, timeoutMs);
+    if (step.kind === "pool") await moveToPool(c, p.name, step.pool, { live, waitMs: timeoutMs });
+    if (step.kind === "project") await moveToProject(c, p.name, step.project, { live, waitMs: timeoutMs });
     if (step.kind === "member") await postInstance(c.useTarget(step.member), p.name, { name: p.name, migration: true, live }, timeoutMs);
     if (step.kind === "rename") await postInstance(c, p.name, { name: step.name }, timeoutMs);
   }

@@ -3,6 +3,7 @@
  * the user declared) → a plan. No I/O here: preview shows exactly what `up` will do, and
  * test/unit/planner.test.ts proves each rule case by case.
  */
+import { lacking, supports } from "./features";
 import type { Desired } from "./inputs";
 
 export interface Placement {
@@ -95,12 +96,12 @@ export function liveBlockers(f: Facts, source: Capabilities, target: Capabilitie
       out.push({ rule: "R9", reason: `VM live migration needs the root disk's size.state (${root?.["size.state"] ?? "unset"}) >= limits.memory (${f.config["limits.memory"] ?? "1GiB"})` });
     }
     for (const c of [source, target]) {
-      if (!c.extensions.includes("migration_vm_live")) out.push({ rule: "R10", reason: `server "${c.remote}" cannot live-migrate VMs (no "migration_vm_live" API extension; LXD 5.0.2 and older)` });
+      if (!supports(c.extensions, "vmLive")) out.push({ rule: "R10", reason: `${lacking(c.remote, "vmLive")} (LXD 5.0.2 and older)` });
     }
   } else {
     if (hasNic(f.devices)) out.push({ rule: "R12", reason: `container live migration (CRIU) is only reliable for very basic containers: this one has a network device` });
     for (const c of [source, target]) {
-      if (!c.extensions.includes("migration_stateful")) out.push({ rule: "R11", reason: `server "${c.remote}" does not offer stateful (CRIU) migration` });
+      if (!supports(c.extensions, "stateful")) out.push({ rule: "R11", reason: lacking(c.remote, "stateful") });
     }
   }
   return out;
@@ -110,7 +111,7 @@ export function nearLiveBlockers(f: Facts, source: Capabilities, target: Capabil
   const out: { rule: string; reason: string }[] = [];
   if (f.type !== "container") out.push({ rule: "R3", reason: "near-live is for containers" });
   for (const c of [source, target]) {
-    if (!c.extensions.includes("container_incremental_copy")) out.push({ rule: "R5", reason: `server "${c.remote}" lacks the "container_incremental_copy" API extension (refresh)` });
+    if (!supports(c.extensions, "refresh")) out.push({ rule: "R5", reason: lacking(c.remote, "refresh") });
   }
   return out;
 }
@@ -178,9 +179,9 @@ export function plan(input: PlanInput): Plan {
       [source, "source"],
       [target, "target"],
     ] as const) {
-      if (!c.extensions.includes("container_push")) return refuse("migration.mode", `mode "${mode}" needs the "container_push" API extension on the ${side} server "${c.remote}"`, "R5");
+      if (!supports(c.extensions, "push")) return refuse("migration.mode", `mode "${mode}" needs push on the ${side}: ${lacking(c.remote, "push")}`, "R5");
     }
-    if (!source.extensions.includes("container_push_target")) return refuse("migration.mode", `mode "${mode}" needs "container_push_target" on the source server "${source.remote}"`, "R5");
+    if (!supports(source.extensions, "pushTarget")) return refuse("migration.mode", `mode "${mode}" needs it of the source: ${lacking(source.remote, "pushTarget")}`, "R5");
   }
   if (!crossServer && mode !== "pull") {
     // Not an error: inside one server there is no transfer to choose (R4, R5).
@@ -191,7 +192,12 @@ export function plan(input: PlanInput): Plan {
   const baseRoute: Route = crossServer ? copyRoute(false) : serverSide;
   const onlyRename = !crossServer && steps.length === 1 && steps[0] === "rename";
   const noun = f.type === "virtual-machine" ? "VM" : "container";
-  const move = (route: Route, strategy: Strategy, why: string, restart: boolean): Plan => ({ kind: "move", from, to, route, strategy, why, restart });
+  const move = (route: Route, strategy: Strategy, why: string, restart: boolean): Plan => {
+    // LXD's own moves inside a server: the client checks the same before it sends (features.ts).
+    if (route.kind === "server-side" && route.steps.includes("pool") && !supports(target.extensions, "poolMove")) return refuse("storagePool", lacking(target.remote, "poolMove"), "R6");
+    if (route.kind === "server-side" && route.steps.includes("project") && !supports(target.extensions, "projectMove")) return refuse("project", lacking(target.remote, "projectMove"), "R6");
+    return { kind: "move", from, to, route, strategy, why, restart };
+  };
 
   if (!f.running) {
     return move(baseRoute, "cold", `the ${noun} is stopped: it moves as it is and stays stopped (P4)`, false);

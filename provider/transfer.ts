@@ -5,7 +5,7 @@
  */
 import WebSocket from "ws";
 import type { LxdClient, Operation } from "./lxd/client";
-import { LxdApiError, PlacementError } from "./lxd/errors";
+import { isNotFound, LxdApiError, PlacementError } from "./lxd/errors";
 import { createInstance, getInstance, migrationSource, type Instance } from "./lxd/instances";
 import { listMembers, listPools } from "./lxd/resources";
 
@@ -258,7 +258,7 @@ export async function waitTargetClear(dst: LxdClient, name: string, type: string
       const got = await dst
         .call("GET", `/storage-pools/${encodeURIComponent(pool)}/volumes/${volType}/${encodeURIComponent(name)}`, { noTarget: true })
         .then(() => true)
-        .catch((e) => (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND" ? false : Promise.reject(e)));
+        .catch((e) => (isNotFound(e) ? false : Promise.reject(e)));
       if (got) left.push(pool);
     }
     if (!left.length) return;
@@ -274,6 +274,11 @@ export async function waitTargetClear(dst: LxdClient, name: string, type: string
 }
 
 export async function copy(mode: "pull" | "push" | "relay" | "local", src: LxdClient, dst: LxdClient, spec: CopySpec): Promise<void> {
+  // What each transfer needs of the servers, checked before anything is sent (the planner asks the same).
+  if (mode === "push" || mode === "relay") await Promise.all([src.requireFeature("push"), dst.requireFeature("push"), src.requireFeature("pushTarget")]);
+  if (spec.refresh) await Promise.all([src.requireFeature("refresh"), dst.requireFeature("refresh")]);
+  if (spec.live && spec.source.type === "virtual-machine") await Promise.all([src.requireFeature("vmLive"), dst.requireFeature("vmLive")]);
+  if (spec.live && spec.source.type !== "virtual-machine") await Promise.all([src.requireFeature("stateful"), dst.requireFeature("stateful")]);
   if (!spec.refresh && !(await getInstance(dst, spec.name))) await waitTargetClear(dst, spec.name, spec.source.type);
   switch (mode) {
     case "push":

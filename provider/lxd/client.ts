@@ -8,6 +8,7 @@ import { request as undiciRequest } from "undici";
 import WebSocket from "ws";
 import { z } from "zod";
 import { CertificateMismatchError, isTransient, LxdApiError, MissingExtensionError, NotFoundError, NotTrustedError, PlacementError, TimeoutError, UnreachableError, type ErrorContext } from "./errors";
+import { FEATURES, lacking, type Feature } from "../features";
 import type { Remote } from "./remotes";
 import { openTransport, type Transport } from "./transport";
 
@@ -272,6 +273,12 @@ export class LxdClient {
         throw new MissingExtensionError(`the ${side} server is missing the required "${n}" API extension`, this.ctx());
       }
     }
+  }
+
+  /** Before a request that needs an optional feature: an error naming the server and the extension, nothing sent. */
+  async requireFeature(f: Feature): Promise<void> {
+    const s = await this.server();
+    if (!s.api_extensions.includes(FEATURES[f].extension)) throw new MissingExtensionError(lacking(this.remote.name, f), this.ctx());
   }
 
   /** Wait for an operation to finish; throws LxdApiError with the operation's `err` on failure. */

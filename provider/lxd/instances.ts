@@ -142,6 +142,18 @@ export async function deleteInstance(c: LxdClient, name: string): Promise<void> 
   }
 }
 
+/** Move to another storage pool of the same server (LXD's own move; needs instance_pool_move). */
+export async function moveToPool(c: LxdClient, name: string, pool: string, opts: { live: boolean; waitMs?: number }): Promise<Operation> {
+  await c.requireFeature("poolMove");
+  return postInstance(c, name, { name, migration: true, pool, live: opts.live }, opts.waitMs);
+}
+
+/** Move to another project of the same server (LXD's own move; needs instance_project_move). */
+export async function moveToProject(c: LxdClient, name: string, project: string, opts: { live: boolean; waitMs?: number }): Promise<Operation> {
+  await c.requireFeature("projectMove");
+  return postInstance(c, name, { name, migration: true, project, live: opts.live }, opts.waitMs);
+}
+
 /** POST /1.0/instances/{name}: rename or server-side move (scope's target = cluster member). */
 export async function postInstance(c: LxdClient, name: string, body: Record<string, unknown>, waitMs = 600_000): Promise<Operation> {
   const r = await c.call("POST", `/instances/${encodeURIComponent(name)}`, { body });

@@ -164,6 +164,8 @@ export const DEFAULT_EXTENSIONS = [
   "instance_allow_inconsistent_copy",
   "migration_stateful",
   "migration_vm_live",
+  "instance_pool_move",
+  "instance_project_move",
   "operation_wait",
   "etag",
 ];

@@ -184,6 +184,24 @@ describe("planner", () => {
     expect(p).toMatchObject({ kind: "move", strategy: "stop-move-start" });
   });
 
+  it("R6: a pool or project move LXD's own move would make needs the server's extension, named at preview; near-live copies instead", () => {
+    const noMoves = standalone("s1", { extensions: EXT.filter((e) => e !== "instance_pool_move" && e !== "instance_project_move") });
+    expect(run(facts({ running: false }), desired({ storagePool: "fast" }), noMoves, noMoves)).toEqual({
+      kind: "refuse",
+      field: "storagePool",
+      rule: "R6",
+      reason: 'server "s1" cannot do moving an instance to another storage pool of its server: it lacks the "instance_pool_move" API extension',
+    });
+    expect(run(facts({ running: false }), desired({ project: "staging" }), noMoves, noMoves)).toMatchObject({
+      kind: "refuse",
+      field: "project",
+      rule: "R6",
+      reason: expect.stringContaining('"instance_project_move"'),
+    });
+    // A running container's project move is near-live by default: a copy inside the server, no LXD move.
+    expect(run(facts(), desired({ project: "staging" }), noMoves, noMoves)).toMatchObject({ kind: "move", strategy: "near-live", route: { kind: "copy", sameServer: true } });
+  });
+
   it("P2: describe says where, how and why", () => {
     const text = planText(run(facts(), desired({ remote: "s2", migration: { mode: "relay" } })));
     expect(text).toMatch(/s1:default\/web pool=default -> s2:default\/web; cross-server relay; strategy near-live: .*R12/);
