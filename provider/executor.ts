@@ -523,7 +523,7 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       `move failed: ${why}. Nothing was lost: the instance is still at ${where(i)}, ${live && isRunning(i.status) ? "still running (R15)" : powerWord(i)} (P5)`,
       { remote: i.place.remote, project: i.place.project, instance: i.place.name },
       live ? `Set migration.strategy to "stop-move-start" or "near-live" (with allowRestart: true) to move it with a restart` : undefined,
-      { cause },
+      { cause, at: placeKey(i.place), running: isRunning(i.status) },
     );
   }
   if (dec.kind === "blocked") {
@@ -539,7 +539,7 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
         `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5).${note}`,
         { instance: d.name },
         undefined,
-        { cause },
+        { cause, ...(src ? { at: placeKey(src.place), running: isRunning(src.status) } : {}) },
       );
     }
     const e = explain(b, id);

@@ -106,13 +106,19 @@ export class LeasedError extends PlacementError {
  */
 export type MoveOutcome = "rolled-back" | "undecided";
 
-/** A move failed part-way; the message says where the instance is now. */
+/** A move failed part-way; the message says where the instance is now, and so do the fields. */
 export class MoveFailedError extends PlacementError {
   readonly code = "LXDP_MOVE_FAILED";
   outcome: MoveOutcome = "undecided";
-  static with(outcome: MoveOutcome, message: string, context: ErrorContext, remedy?: string, options?: { cause?: unknown }): MoveFailedError {
+  /** Where the instance was read after the failure (`remote:project/name`), when it could be read. */
+  at?: string;
+  /** Whether it was running there. */
+  running?: boolean;
+  static with(outcome: MoveOutcome, message: string, context: ErrorContext, remedy?: string, options?: { cause?: unknown; at?: string; running?: boolean }): MoveFailedError {
     const e = new MoveFailedError(message, context, remedy, options);
     e.outcome = outcome;
+    e.at = options?.at;
+    e.running = options?.running;
     return e;
   }
 }

@@ -3,6 +3,7 @@
  * `pulumi up`: where the instance is, whether its data survived, whether it runs.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { MARKER_KEY } from "../../provider/marks";
 import { TestStack } from "../helpers/engine";
 import { config, deleteAll, exec, findEverywhere, lxc, sha, shaStopped } from "../helpers/sandbox";
 // The built SDK, as a user's program loads it.
@@ -54,7 +55,7 @@ describe("Instance placement through pulumi up", () => {
     expect(r.outputs.status).toBe("Running");
     const at = await only();
     expect(at).toMatchObject({ remote: "s1", project: "default", status: "Running" });
-    expect(await config("s1", "default", NAME, "user.lxd-placement.id")).toBe(r.outputs.instanceId);
+    expect(await config("s1", "default", NAME, MARKER_KEY)).toBe(r.outputs.instanceId);
     data = await (async () => {
       await exec("s1", "default", NAME, "dd if=/dev/urandom of=/root/data bs=1M count=8 2>/dev/null; sync");
       return sha("s1", "default", NAME, "/root/data");
@@ -224,7 +225,7 @@ describe("adopting an existing instance (no pulumi import for dynamic providers)
   it("with adopt, up takes it over in place (marker set, data kept) and it then moves like any other (P1)", async () => {
     a.current = { ...a.current, adopt: true };
     const r = await s.up();
-    expect(await config("s1", "default", ADOPT, "user.lxd-placement.id")).toBe(r.outputs.id);
+    expect(await config("s1", "default", ADOPT, MARKER_KEY)).toBe(r.outputs.id);
     a.current = { ...a.current, remote: "s2" };
     await s.up();
     const seen = await findEverywhere((x) => x.name === ADOPT);

@@ -21,7 +21,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { TestStack } from "../helpers/engine";
 import { freezeDaemon, killDaemon, progress, restoreEstate, sandboxUp, sleep, thawAll, waitFor } from "../helpers/faults";
-import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MARKER_KEY, OUTGOING_KEY } from "../../provider/marks";
+import { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MARK_PREFIX, MARKER_KEY, OUTGOING_KEY } from "../../provider/marks";
 import { mark, Observer } from "../helpers/observer";
 import { deleteAll, exec, findEverywhere, sha, type Seen } from "../helpers/sandbox";
 // The built SDK and provider, as a user's program and a second provider process load them.
@@ -154,7 +154,7 @@ describe("P5: never lose an instance (the issue's scenario)", () => {
     expect(up.outputs.leftovers).toBeUndefined();
     const now = await copies();
     expect(now.map(show)).toEqual([`s2:default/${NAME} Running`]);
-    expect(Object.keys(now[0].config).filter((k) => k.startsWith("user.lxd-placement.") && k !== MARKER_KEY)).toEqual([]);
+    expect(Object.keys(now[0].config).filter((k) => k.startsWith(MARK_PREFIX) && k !== MARKER_KEY)).toEqual([]);
     expect(await sha("s2", "default", NAME, DATA)).toBe(data);
   }, 400_000);
 });

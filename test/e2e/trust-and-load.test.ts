@@ -11,6 +11,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import { INCOMING_KEY } from "../../provider/marks";
 import { TestStack } from "../helpers/engine";
 import { LXD_CONF, deleteAll, findEverywhere, run } from "../helpers/sandbox";
 // The built SDK, as a user's program loads it.
@@ -30,7 +31,7 @@ const LIMIT = 3;
 const loadName = (i: number) => `${PREFIX}l${String(i).padStart(2, "0")}`;
 /** Leftovers of earlier, crashed runs: tl-* instances older than this are removed first. */
 const STALE_MS = 30 * 60_000;
-const INCOMING = "user.lxd-placement.incoming";
+const INCOMING = INCOMING_KEY;
 
 /** A program of one resource per entry, exporting each one's placement. */
 function programOf(specs: { current: Record<string, Spec> }) {

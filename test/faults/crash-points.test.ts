@@ -22,7 +22,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { TestStack } from "../helpers/engine";
 import { INCOMING_KEY, MARKER_KEY, copiesOf, freezeDaemon, killDaemon, progress, restoreEstate, sandboxUp, thawAll, waitFor, where, type Daemon } from "../helpers/faults";
-import { COMPLETE_KEY, OUTGOING_KEY } from "../../provider/marks";
+import { COMPLETE_KEY, MARK_PREFIX, OUTGOING_KEY } from "../../provider/marks";
 import { deleteAll, exec, findEverywhere, sha, type Seen } from "../helpers/sandbox";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Instance } = require("../../bin/sdk") as typeof import("../../sdk");
@@ -95,7 +95,7 @@ async function dataOf(st: State, s: Seen): Promise<string> {
 async function converged(st: State, p: Place): Promise<void> {
   const copies = await copiesOf(st.id!);
   expect(copies.map(show)).toEqual([`${p.remote}:${p.project}/${st.name}${p.target ? `@${p.target}` : ""} Running`]);
-  expect(Object.keys(copies[0].config).filter((k) => k.startsWith("user.lxd-placement.") && k !== MARKER_KEY)).toEqual([]);
+  expect(Object.keys(copies[0].config).filter((k) => k.startsWith(MARK_PREFIX) && k !== MARKER_KEY)).toEqual([]);
   expect(await dataOf(st, copies[0])).toBe(st.data);
 }
 

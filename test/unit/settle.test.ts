@@ -18,7 +18,7 @@ import { MoveFailedError } from "../../provider/lxd/errors";
 import { getInstance } from "../../provider/lxd/instances";
 import { LxdIo } from "../../provider/lxd-io";
 import { configure, diff } from "../../provider/resource";
-import { COMPLETE_KEY, formatLease, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, thisHolder, type Place } from "../../provider/marks";
+import { COMPLETE_KEY, formatLease, formatMove, INCOMING_KEY, LEASE_KEY, MARK_PREFIX, MARKER_KEY, MOVE_KEY, OUTGOING_KEY, thisHolder, type Place } from "../../provider/marks";
 import { plan } from "../../provider/planner";
 import { decide, explain, type Copy, type View } from "../../provider/protocol";
 import { startFakes, type FakeInstance, type FakeLxd } from "../helpers/fake-lxd";
@@ -160,7 +160,7 @@ const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 const mutations = (f: FakeLxd) => f.requests.filter((r) => MUTATING.has(r.method)).map((r) => `${r.method} ${r.path}`);
 const marksOf = (f: FakeLxd) => {
   const i = f.instances.get("web");
-  return i ? Object.fromEntries(Object.entries(i.config).filter(([k]) => k.startsWith("user.lxd-placement.") && k !== MARKER_KEY)) : undefined;
+  return i ? Object.fromEntries(Object.entries(i.config).filter(([k]) => k.startsWith(MARK_PREFIX) && k !== MARKER_KEY)) : undefined;
 };
 
 describe("P5: settle against servers", () => {
@@ -426,6 +426,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
     expect((err as MoveFailedError).outcome).toBe("undecided");
     expect((err as Error).message).toMatch(/Remote "s2" did not answer: the instance is at s1:default\/web, running; nothing was deleted/);
+    expect(err).toMatchObject({ at: "s1:default/web", running: true });
     expect((err as Error).message).not.toMatch(/could not be started again/);
     expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
   });
@@ -440,7 +441,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
     if (p.kind !== "move") throw new Error("no move");
     const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
-    expect((err as MoveFailedError).outcome).toBe("rolled-back");
+    expect(err).toMatchObject({ outcome: "rolled-back", at: "s1:default/web", running: true });
     expect((err as Error).message).toMatch(/move failed: .*project limit reached.*Nothing was lost: the instance is still at s1:default\/web, running \(P5\)/);
     expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
     expect(marksOf(s1)).toEqual({});

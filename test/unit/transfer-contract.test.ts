@@ -14,7 +14,7 @@ import { declaredConfig, executeMove } from "../../provider/executor";
 import { factsOf, foundOf } from "../../provider/facts";
 import { LxdIo } from "../../provider/lxd-io";
 import { InstanceInputsSchema, type Desired } from "../../provider/inputs";
-import { COMPLETE_KEY, INCOMING_KEY, MARKER_KEY, OUTGOING_KEY } from "../../provider/marks";
+import { COMPLETE_KEY, INCOMING_KEY, MARK_PREFIX, MARKER_KEY, OUTGOING_KEY } from "../../provider/marks";
 import { LxdClient } from "../../provider/lxd/client";
 import { getInstance, type Instance } from "../../provider/lxd/instances";
 import { plan } from "../../provider/planner";
@@ -44,7 +44,7 @@ async function setup(src: Partial<FakeLxdOptions> = {}, tgt: Partial<FakeLxdOpti
 }
 
 function desiredFor(i: Instance): Desired {
-  const config = Object.fromEntries(Object.entries(i.config).filter(([k]) => !k.startsWith("volatile.") && !k.startsWith("user.lxd-placement.")));
+  const config = Object.fromEntries(Object.entries(i.config).filter(([k]) => !k.startsWith("volatile.") && !k.startsWith(MARK_PREFIX)));
   const v = InstanceInputsSchema.parse({ name: i.name, image: "img", type: i.type, remote: "tgt", config, devices: i.devices, profiles: i.profiles });
   return { ...v, name: v.name!, remote: v.remote! };
 }
