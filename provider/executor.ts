@@ -21,6 +21,7 @@ import type { LxdClient } from "./lxd/client";
 import { isConflict, LeasedError, MoveFailedError, PlacementError, TimeoutError } from "./lxd/errors";
 import { getInstance, putInstance, rootDeviceName, type Instance } from "./lxd/instances";
 import { acquireGroupMove, acquireUnavailable } from "./limiter";
+import { sameJson } from "./same";
 import { COMPLETE_KEY, formatMove, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MARK_PREFIX, MOVE_KEY, OUTGOING_KEY, placeKey, samePlace, type Place } from "./marks";
 import type { Placement, Plan } from "./planner";
 import { COMMIT_KEYS, describeCopy, explain, FINISH_KEYS, isRunning, tempName, where, type Copy, type Own } from "./protocol";
@@ -74,21 +75,9 @@ export async function applyDeclared(c: LxdClient, name: string, d: Desired, id: 
     if ((k.startsWith("volatile.") || (k.startsWith(MARK_PREFIX) && k !== MARKER_KEY)) && !(k in config)) config[k] = v;
   }
   const devices = declaredDevices(d, i);
-  const same = (a: unknown, b: unknown) => JSON.stringify(sortDeep(a)) === JSON.stringify(sortDeep(b));
-  if (same(config, i.config) && same(devices, i.devices) && same(d.profiles, i.profiles) && d.description === i.description) return false;
+  if (sameJson(config, i.config) && sameJson(devices, i.devices) && sameJson(d.profiles, i.profiles) && d.description === i.description) return false;
   await putInstance(c, name, { architecture: i.architecture, config, devices, profiles: d.profiles, ephemeral: i.ephemeral, description: d.description }, cur.etag);
   return true;
-}
-
-function sortDeep(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortDeep);
-  if (v && typeof v === "object")
-    return Object.fromEntries(
-      Object.entries(v as Record<string, unknown>)
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, x]) => [k, sortDeep(x)]),
-    );
-  return v;
 }
 
 export interface MoveContext {

@@ -17,6 +17,7 @@ import { resolveImage } from "./lxd/resources";
 import { LxdIo } from "./lxd-io";
 import { acquire } from "./limiter";
 import { MARKER_KEY, type Place } from "./marks";
+import { sameJson } from "./same";
 import { placementErrors, plan, planText, resolveMember, type Plan } from "./planner";
 import { authority, describeCopy, explain, where, type Blocked, type Copy } from "./protocol";
 
@@ -142,17 +143,7 @@ function blockedError(b: Blocked, id: string, name: string): PlacementError {
 
 function changedKeys(olds: Record<string, unknown>, news: Record<string, unknown>): string[] {
   const keys = new Set([...Object.keys(userInputs(olds)), ...Object.keys(userInputs(news))]);
-  return [...keys].filter((k) => JSON.stringify(sorted(olds[k])) !== JSON.stringify(sorted(news[k])));
-}
-function sorted(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sorted);
-  if (v && typeof v === "object")
-    return Object.fromEntries(
-      Object.entries(v as Record<string, unknown>)
-        .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, x]) => [k, sorted(x)]),
-    );
-  return v;
+  return [...keys].filter((k) => !sameJson(olds[k], news[k]));
 }
 
 /**
