@@ -165,237 +165,315 @@ function expandCandidates(cands: PolicyCandidate[], groups: Record<string, strin
   return [...out.values()];
 }
 
-export function place(input: PolicyInput): PolicyResult {
-  const errors: string[] = [];
-  const warnings: string[] = [];
-  const groups = input.groups ?? {};
-  const eps = Math.max(0, input.tolerance ?? 0);
-  const current = input.current ?? {};
-  const draining = new Set(input.draining ?? []);
-  for (const d of [...draining]) if (d.startsWith("@")) for (const m of groups[d.slice(1)] ?? []) draining.add(m);
+/**
+ * What place() works from: the input checked and expanded, shares and bounds, and each
+ * instance's ranking of the eligible candidates, computed once (hashing dominates the cost).
+ */
+class Problem {
+  readonly errors: string[] = [];
+  readonly warnings: string[] = [];
+  readonly groups: Record<string, string[]>;
+  readonly current: Record<string, string | undefined>;
+  /** Draining candidates, "@group" expanded to its members. */
+  readonly draining: Set<string>;
+  /** Instances by name (code-unit order). */
+  readonly insts: PolicyInstance[];
+  /** Anti-affinity, made symmetric. */
+  readonly anti = new Map<string, Set<string>>();
+  /** Candidates that may take instances (not draining, weight > 0), and their weights. */
+  readonly eligible: PolicyCandidate[];
+  readonly cw: Map<string, number>;
+  readonly bounds: PolicyResult["bounds"] = {};
+  private readonly byName: Map<string, PolicyInstance>;
+  private readonly scores = new Map<string, Map<string, number>>();
+  private readonly prefs = new Map<string, string[]>();
+  private readonly ranks = new Map<string, Map<string, number>>();
 
-  // Instances: unique names, integer weights, symmetric anti-affinity.
-  const insts = [...input.instances].sort((a, b) => cmp(a.name, b.name));
-  const byName = new Map(insts.map((i) => [i.name, i]));
-  if (byName.size !== insts.length) errors.push("instance names in a group must be unique");
-  const w = (i: string) => {
-    const x = byName.get(i)?.weight ?? 1;
+  constructor(input: PolicyInput) {
+    this.groups = input.groups ?? {};
+    this.current = input.current ?? {};
+    this.draining = new Set(input.draining ?? []);
+    for (const d of [...this.draining]) if (d.startsWith("@")) for (const m of this.groups[d.slice(1)] ?? []) this.draining.add(m);
+
+    this.insts = [...input.instances].sort((a, b) => cmp(a.name, b.name));
+    this.byName = new Map(this.insts.map((i) => [i.name, i]));
+    this.checkInstances();
+
+    const all = expandCandidates(input.candidates, this.groups, this.errors);
+    this.eligible = all.filter((c) => !this.draining.has(c.name) && (c.weight ?? 1) > 0);
+    this.cw = new Map(this.eligible.map((c) => [c.name, c.weight ?? 1]));
+    if (!this.eligible.length) {
+      this.errors.push(`no candidate is left to place instances on (candidates: ${all.map((c) => c.name).join(", ") || "none"}; draining: ${[...this.draining].join(", ") || "none"})`);
+    }
+    this.rankAll();
+    this.setBounds(Math.max(0, input.tolerance ?? 0));
+  }
+
+  /** Unique names, integer weights, symmetric anti-affinity. */
+  private checkInstances(): void {
+    if (this.byName.size !== this.insts.length) this.errors.push("instance names in a group must be unique");
+    for (const i of this.insts) {
+      if (i.weight !== undefined && !(Number.isInteger(i.weight) && i.weight >= 1)) this.errors.push(`${i.name}: weight must be a positive integer (got ${i.weight})`);
+    }
+    for (const i of this.insts) this.anti.set(i.name, new Set());
+    for (const i of this.insts) {
+      for (const j of i.antiAffinity ?? []) {
+        if (j === i.name) continue;
+        if (!this.byName.has(j)) {
+          this.warnings.push(`${i.name}: anti-affinity names "${j}", which is not in the group (ignored)`);
+          continue;
+        }
+        this.anti.get(i.name)!.add(j);
+        this.anti.get(j)!.add(i.name);
+      }
+    }
+  }
+
+  private rankAll(): void {
+    for (const i of this.insts) {
+      const sc = new Map(this.eligible.map((c) => [c.name, hrwScore(i.name, c.name, c.weight ?? 1)]));
+      const pref = this.eligible.map((c) => c.name).sort((a, b) => sc.get(b)! - sc.get(a)! || cmp(a, b));
+      this.scores.set(i.name, sc);
+      this.prefs.set(i.name, pref);
+      this.ranks.set(i.name, new Map(pref.map((c, k) => [c, k])));
+    }
+  }
+
+  /** Shares and bounds over everything counted on eligible candidates (pins there included). */
+  private setBounds(eps: number): void {
+    const Wc = this.eligible.reduce((s, c) => s + (c.weight ?? 1), 0);
+    const counted = (i: PolicyInstance) => {
+      if (!i.pin) return true;
+      if (i.pin.startsWith("@")) return (this.groups[i.pin.slice(1)] ?? []).some((m) => this.cw.has(m));
+      return this.cw.has(i.pin);
+    };
+    const T = this.insts.filter(counted).reduce((s, i) => s + this.weight(i.name), 0);
+    for (const c of this.eligible) {
+      const share = Wc > 0 ? (T * (c.weight ?? 1)) / Wc : 0;
+      this.bounds[c.name] = { share, lower: Math.floor(share * (1 - eps) + 1e-9), upper: Math.max(1, Math.ceil(share * (1 + eps) - 1e-9)) };
+    }
+  }
+
+  weight(i: string): number {
+    const x = this.byName.get(i)?.weight ?? 1;
     return Number.isInteger(x) && x >= 1 ? x : 1;
-  };
-  for (const i of insts) {
-    if (i.weight !== undefined && !(Number.isInteger(i.weight) && i.weight >= 1)) errors.push(`${i.name}: weight must be a positive integer (got ${i.weight})`);
   }
-  const anti = new Map<string, Set<string>>(insts.map((i) => [i.name, new Set<string>()]));
-  for (const i of insts) {
-    for (const j of i.antiAffinity ?? []) {
-      if (j === i.name) continue;
-      if (!byName.has(j)) {
-        warnings.push(`${i.name}: anti-affinity names "${j}", which is not in the group (ignored)`);
-        continue;
-      }
-      anti.get(i.name)!.add(j);
-      anti.get(j)!.add(i.name);
-    }
+  /** The eligible candidates in the instance's order of preference. */
+  preference(i: string): string[] {
+    return this.prefs.get(i)!;
+  }
+  rank(i: string, c: string): number {
+    return this.ranks.get(i)!.get(c) ?? Infinity;
+  }
+  score(i: string, c: string): number {
+    return this.scores.get(i)!.get(c) ?? 0;
+  }
+}
+
+/** Where each instance goes so far, the candidate it counts on, the load that makes, and why it moves. */
+class Assignment {
+  /** The target: a member/remote, or "@group". */
+  readonly target = new Map<string, string>();
+  /** The member/remote it is counted on (for loads and anti-affinity); undefined for a "@group" the cluster picks in. */
+  readonly on = new Map<string, string | undefined>();
+  readonly load: Map<string, number>;
+  readonly why = new Map<string, string>();
+
+  constructor(private readonly p: Problem) {
+    this.load = new Map(p.eligible.map((c) => [c.name, 0]));
   }
 
-  const all = expandCandidates(input.candidates, groups, errors);
-  const eligible = all.filter((c) => !draining.has(c.name) && (c.weight ?? 1) > 0);
-  const cw = new Map(eligible.map((c) => [c.name, c.weight ?? 1]));
-  if (!eligible.length) errors.push(`no candidate is left to place instances on (candidates: ${all.map((c) => c.name).join(", ") || "none"}; draining: ${[...draining].join(", ") || "none"})`);
-
-  // Scores and rankings computed once: hashing dominates the cost.
-  const scores = new Map<string, Map<string, number>>();
-  const prefs = new Map<string, string[]>();
-  const ranks = new Map<string, Map<string, number>>();
-  for (const i of insts) {
-    const sc = new Map(eligible.map((c) => [c.name, hrwScore(i.name, c.name, c.weight ?? 1)]));
-    const pref = eligible.map((c) => c.name).sort((a, b) => sc.get(b)! - sc.get(a)! || cmp(a, b));
-    scores.set(i.name, sc);
-    prefs.set(i.name, pref);
-    ranks.set(i.name, new Map(pref.map((c, k) => [c, k])));
+  put(i: string, target: string, member: string | undefined): void {
+    this.target.set(i, target);
+    this.on.set(i, member);
+    if (member !== undefined && this.load.has(member)) this.load.set(member, this.load.get(member)! + this.p.weight(i));
   }
-  const rank = (i: string, c: string) => ranks.get(i)!.get(c) ?? Infinity;
-  const score = (i: string, c: string) => scores.get(i)!.get(c) ?? 0;
-
-  /** assignment: the target; on: the member/remote it is counted on (for loads and anti-affinity). */
-  const assignment = new Map<string, string>();
-  const on = new Map<string, string | undefined>();
-  const load = new Map<string, number>(eligible.map((c) => [c.name, 0]));
-  const why = new Map<string, string>();
-  const conflict = (i: string, c: string) => [...anti.get(i)!].some((j) => on.get(j) === c);
-  const put = (i: string, target: string, member: string | undefined) => {
-    assignment.set(i, target);
-    on.set(i, member);
-    if (member !== undefined && load.has(member)) load.set(member, load.get(member)! + w(i));
-  };
-  const unput = (i: string) => {
-    const m = on.get(i);
-    if (m !== undefined && load.has(m)) load.set(m, load.get(m)! - w(i));
-    assignment.delete(i);
-    on.delete(i);
-  };
-
-  // Shares and bounds over everything counted on eligible candidates (pins there included).
-  const Wc = eligible.reduce((s, c) => s + (c.weight ?? 1), 0);
-  const countedPin = (i: PolicyInstance) => {
-    if (!i.pin) return true;
-    if (i.pin.startsWith("@")) return (groups[i.pin.slice(1)] ?? []).some((m) => cw.has(m));
-    return cw.has(i.pin);
-  };
-  const T = insts.filter(countedPin).reduce((s, i) => s + w(i.name), 0);
-  const bounds: PolicyResult["bounds"] = {};
-  for (const c of eligible) {
-    const share = Wc > 0 ? (T * (c.weight ?? 1)) / Wc : 0;
-    bounds[c.name] = { share, lower: Math.floor(share * (1 - eps) + 1e-9), upper: Math.max(1, Math.ceil(share * (1 + eps) - 1e-9)) };
+  unput(i: string): void {
+    const m = this.on.get(i);
+    if (m !== undefined && this.load.has(m)) this.load.set(m, this.load.get(m)! - this.p.weight(i));
+    this.target.delete(i);
+    this.on.delete(i);
   }
-  const fits = (i: string, c: string) => load.get(c)! + w(i) <= bounds[c].upper;
+  /** The instances it must not share c with that are on c. */
+  rivalsOn(i: string, c: string): string[] {
+    return [...this.p.anti.get(i)!].filter((j) => this.on.get(j) === c);
+  }
+  conflict(i: string, c: string): boolean {
+    return this.rivalsOn(i, c).length > 0;
+  }
+  /** Within c's upper bound with i added. */
+  fits(i: string, c: string): boolean {
+    return this.load.get(c)! + this.p.weight(i) <= this.p.bounds[c].upper;
+  }
+  /** c's load per unit of its weight with i added (for "least loaded"). */
+  relativeLoad(i: string, c: string): number {
+    return (this.load.get(c)! + this.p.weight(i)) / this.p.cw.get(c)!;
+  }
+}
 
-  // Phase 1: pins.
-  for (const i of insts) {
+/** Phase 1: pins always win over spreading; a pin to a draining place is an error. */
+function placePins(p: Problem, a: Assignment): void {
+  for (const i of p.insts) {
     if (!i.pin) continue;
-    const p = i.pin;
-    if (p.startsWith("@")) {
-      const members = groups[p.slice(1)];
-      if (!members) {
-        errors.push(`${i.name}: pinned to cluster group "${p.slice(1)}", which does not exist (groups: ${Object.keys(groups).join(", ") || "none"})`);
-        put(i.name, p, undefined);
-        continue;
-      }
-      const usable = members.filter((m) => !draining.has(m));
-      if (!usable.length) {
-        errors.push(`${i.name}: pinned to cluster group "${p.slice(1)}", whose members (${members.join(", ")}) are all draining`);
-        put(i.name, p, undefined);
-        continue;
-      }
-      const cur = current[i.name];
-      if (cur !== undefined && usable.includes(cur)) {
-        put(i.name, members.some((m) => draining.has(m)) ? cur : p, cur);
-      } else if (members.some((m) => draining.has(m)) || cur !== undefined) {
-        // The cluster would pick any member of the group, draining ones included: choose here.
-        const order = ranking(
-          i.name,
-          usable.map((m) => ({ name: m, weight: cw.get(m) ?? 1 })),
-        );
-        const pick = order.find((m) => !load.has(m) || fits(i.name, m)) ?? order[0];
-        put(i.name, pick, pick);
-        why.set(i.name, cur !== undefined && draining.has(cur) ? `drain ${cur} (pinned to ${p})` : `pinned to ${p}`);
-      } else {
-        put(i.name, p, undefined); // new: the cluster picks the least loaded member of the group
-      }
-      continue;
+    if (i.pin.startsWith("@")) placeGroupPin(p, a, i.name, i.pin);
+    else {
+      const pin = i.pin;
+      if (p.draining.has(pin)) p.errors.push(`${i.name}: pinned to ${pin}, which is draining: unpin it or stop draining ${pin}`);
+      a.put(i.name, pin, pin);
+      if (p.current[i.name] !== undefined && p.current[i.name] !== pin) a.why.set(i.name, `pinned to ${pin}`);
     }
-    if (draining.has(p)) errors.push(`${i.name}: pinned to ${p}, which is draining: unpin it or stop draining ${p}`);
-    put(i.name, p, p);
-    if (current[i.name] !== undefined && current[i.name] !== p) why.set(i.name, `pinned to ${p}`);
   }
+}
 
-  const free = insts.filter((i) => !i.pin).map((i) => i.name);
+/** A pin to "@group": any member of the cluster group; chosen here when the cluster might choose a draining one. */
+function placeGroupPin(p: Problem, a: Assignment, i: string, pin: string): void {
+  const members = p.groups[pin.slice(1)];
+  if (!members) {
+    p.errors.push(`${i}: pinned to cluster group "${pin.slice(1)}", which does not exist (groups: ${Object.keys(p.groups).join(", ") || "none"})`);
+    return a.put(i, pin, undefined);
+  }
+  const usable = members.filter((m) => !p.draining.has(m));
+  if (!usable.length) {
+    p.errors.push(`${i}: pinned to cluster group "${pin.slice(1)}", whose members (${members.join(", ")}) are all draining`);
+    return a.put(i, pin, undefined);
+  }
+  const cur = p.current[i];
+  const someDraining = members.some((m) => p.draining.has(m));
+  if (cur !== undefined && usable.includes(cur)) return a.put(i, someDraining ? cur : pin, cur);
+  if (!someDraining && cur === undefined) return a.put(i, pin, undefined); // new: the cluster picks the least loaded member of the group
+  // The cluster would pick any member of the group, draining ones included: choose here.
+  const order = ranking(
+    i,
+    usable.map((m) => ({ name: m, weight: p.cw.get(m) ?? 1 })),
+  );
+  const pick = order.find((m) => !a.load.has(m) || a.fits(i, m)) ?? order[0];
+  a.put(i, pick, pick);
+  a.why.set(i, cur !== undefined && p.draining.has(cur) ? `drain ${cur} (pinned to ${pin})` : `pinned to ${pin}`);
+}
 
-  // Phase 2: stay where allowed. Under contention the instances that rank their place highest stay.
-  const stayers = free
-    .filter((i) => current[i] !== undefined && cw.has(current[i]!))
-    .sort((a, b) => rank(a, current[a]!) - rank(b, current[b]!) || score(b, current[b]!) - score(a, current[a]!) || cmp(a, b));
+/** Phase 2: stay where allowed. Under contention the instances that rank their place highest stay. */
+function stayWhereAllowed(p: Problem, a: Assignment, free: string[]): void {
+  const cur = (i: string) => p.current[i]!;
+  const stayers = free.filter((i) => p.current[i] !== undefined && p.cw.has(cur(i))).sort((x, y) => p.rank(x, cur(x)) - p.rank(y, cur(y)) || p.score(y, cur(y)) - p.score(x, cur(x)) || cmp(x, y));
   for (const i of stayers) {
-    const c = current[i]!;
-    if (conflict(i, c)) {
-      why.set(i, `anti-affinity with ${[...anti.get(i)!].filter((j) => on.get(j) === c).join(", ")} on ${c}`);
-    } else if (!fits(i, c)) {
-      why.set(i, `${c} is over its share (${bounds[c].upper})`);
-    } else {
-      put(i, c, c);
-    }
+    const c = cur(i);
+    if (a.conflict(i, c)) a.why.set(i, `anti-affinity with ${a.rivalsOn(i, c).join(", ")} on ${c}`);
+    else if (!a.fits(i, c)) a.why.set(i, `${c} is over its share (${p.bounds[c].upper})`);
+    else a.put(i, c, c);
   }
   for (const i of free) {
-    const c = current[i];
-    if (c === undefined || assignment.has(i) || why.has(i)) continue;
-    why.set(i, draining.has(c) ? `drain ${c}` : `${c} is not a candidate`);
+    const c = p.current[i];
+    if (c === undefined || a.target.has(i) || a.why.has(i)) continue;
+    a.why.set(i, p.draining.has(c) ? `drain ${c}` : `${c} is not a candidate`);
   }
+}
 
-  // Phase 3: place the rest by ranking, most constrained first.
-  const rest = free.filter((i) => !assignment.has(i)).sort((a, b) => anti.get(b)!.size - anti.get(a)!.size || cmp(a, b));
+/** Phase 3: place the rest by ranking, most constrained first. */
+function placeRest(p: Problem, a: Assignment, free: string[]): void {
+  const rest = free.filter((i) => !a.target.has(i)).sort((x, y) => p.anti.get(y)!.size - p.anti.get(x)!.size || cmp(x, y));
   for (const i of rest) {
-    const pref = prefs.get(i)!;
-    // Candidates below their lower bound first (a new or undrained one): the instances that must
-    // move anyway fill them, instead of moving others there later.
-    let c = pref.find((x) => load.get(x)! + w(i) <= bounds[x].lower && !conflict(i, x)) ?? pref.find((x) => fits(i, x) && !conflict(i, x));
-    if (c === undefined) {
-      const ok = pref.filter((x) => !conflict(i, x));
-      const cur = current[i];
-      // Nowhere within the bounds: stay if possible (so a rerun does not shuffle), else least loaded.
-      c = cur !== undefined && ok.includes(cur) ? cur : [...ok].sort((x, y) => (load.get(x)! + w(i)) / cw.get(x)! - (load.get(y)! + w(i)) / cw.get(y)! || rank(i, x) - rank(i, y))[0];
-      if (c !== undefined) warnings.push(`${i}: no candidate has room within its share; placed on ${c} above it`);
-    }
-    if (c === undefined) {
-      if (pref.length) {
-        errors.push(`${i}: anti-affinity with ${[...anti.get(i)!].join(", ")} cannot be met on ${pref.length} candidate(s) (${pref.join(", ")})`);
-        c = pref[0];
-      } else {
-        continue;
-      }
-    }
-    put(i, c, c);
+    const c = firstChoice(p, a, i);
+    if (c !== undefined) a.put(i, c, c);
   }
+}
 
-  // Phase 4: fill candidates below their lower bound with the instances that rank them highest,
-  // preferring instances that move anyway (a free redirect) over ones that would stay.
+/** Where a free instance goes: a candidate below its lower bound, else one with room, else the least bad. */
+function firstChoice(p: Problem, a: Assignment, i: string): string | undefined {
+  const pref = p.preference(i);
+  const allowed = (x: string) => !a.conflict(i, x);
+  // Candidates below their lower bound first (a new or undrained one): the instances that must
+  // move anyway fill them, instead of moving others there later.
+  const c = pref.find((x) => a.load.get(x)! + p.weight(i) <= p.bounds[x].lower && allowed(x)) ?? pref.find((x) => a.fits(i, x) && allowed(x));
+  if (c !== undefined) return c;
+  const ok = pref.filter(allowed);
+  const cur = p.current[i];
+  // Nowhere within the bounds: stay if possible (so a rerun does not shuffle), else least loaded.
+  const over = cur !== undefined && ok.includes(cur) ? cur : [...ok].sort((x, y) => a.relativeLoad(i, x) - a.relativeLoad(i, y) || p.rank(i, x) - p.rank(i, y))[0];
+  if (over !== undefined) {
+    p.warnings.push(`${i}: no candidate has room within its share; placed on ${over} above it`);
+    return over;
+  }
+  if (!pref.length) return undefined;
+  p.errors.push(`${i}: anti-affinity with ${[...p.anti.get(i)!].join(", ")} cannot be met on ${pref.length} candidate(s) (${pref.join(", ")})`);
+  return pref[0];
+}
+
+/**
+ * Phase 4: fill candidates below their lower bound with the instances that rank them highest,
+ * preferring instances that move anyway (a free redirect) over ones that would stay.
+ */
+function fillBelowShare(p: Problem, a: Assignment, free: string[]): void {
   const stuck = new Set<string>();
+  const deficit = (c: string) => (a.load.get(c)! - p.bounds[c].lower) / p.cw.get(c)!;
   for (;;) {
-    const needy = eligible
+    const needy = p.eligible
       .map((c) => c.name)
-      .filter((c) => !stuck.has(c) && load.get(c)! < bounds[c].lower)
-      .sort((a, b) => (load.get(a)! - bounds[a].lower) / cw.get(a)! - (load.get(b)! - bounds[b].lower) / cw.get(b)! || cmp(a, b))[0];
+      .filter((c) => !stuck.has(c) && a.load.get(c)! < p.bounds[c].lower)
+      .sort((x, y) => deficit(x) - deficit(y) || cmp(x, y))[0];
     if (needy === undefined) break;
-    const donors = free
-      .filter((i) => {
-        const d = on.get(i);
-        return d !== undefined && d !== needy && load.has(d) && load.get(d)! - w(i) >= bounds[d].lower && fits(i, needy) && !conflict(i, needy);
-      })
-      .sort((a, b) => {
-        const ma = on.get(a) !== current[a] ? 0 : 1;
-        const mb = on.get(b) !== current[b] ? 0 : 1;
-        return ma - mb || rank(a, needy) - rank(b, needy) || score(b, needy) - score(a, needy) || cmp(a, b);
-      });
-    const i = donors[0];
+    const i = donorFor(p, a, free, needy);
     if (i === undefined) {
       stuck.add(needy);
       continue;
     }
-    unput(i);
-    put(i, needy, needy);
-    if (current[i] !== undefined && current[i] !== needy && !why.has(i)) why.set(i, `spread: ${needy} is below its share (${bounds[needy].lower})`);
+    a.unput(i);
+    a.put(i, needy, needy);
+    if (p.current[i] !== undefined && p.current[i] !== needy && !a.why.has(i)) a.why.set(i, `spread: ${needy} is below its share (${p.bounds[needy].lower})`);
   }
-  for (const c of stuck) warnings.push(`${c} stays below its share (${load.get(c)} < ${bounds[c].lower}): pins or anti-affinity leave nothing to move there`);
+  for (const c of stuck) p.warnings.push(`${c} stays below its share (${a.load.get(c)} < ${p.bounds[c].lower}): pins or anti-affinity leave nothing to move there`);
+}
 
-  // Moves, ordered: off draining places first, then the rest; then batches.
+/** The instance to move to a candidate below its share: one whose place stays within its own bounds. */
+function donorFor(p: Problem, a: Assignment, free: string[], needy: string): string | undefined {
+  const movesAnyway = (i: string) => (a.on.get(i) !== p.current[i] ? 0 : 1);
+  return free
+    .filter((i) => {
+      const d = a.on.get(i);
+      return d !== undefined && d !== needy && a.load.has(d) && a.load.get(d)! - p.weight(i) >= p.bounds[d].lower && a.fits(i, needy) && !a.conflict(i, needy);
+    })
+    .sort((x, y) => movesAnyway(x) - movesAnyway(y) || p.rank(x, needy) - p.rank(y, needy) || p.score(y, needy) - p.score(x, needy) || cmp(x, y))[0];
+}
+
+/** The moves and creates that get from where the instances are to the assignment, batched. */
+function outcome(p: Problem, a: Assignment, input: PolicyInput): PolicyResult {
   const moves: PolicyMove[] = [];
   const creates: PolicyResult["creates"] = [];
-  for (const i of insts) {
-    const to = assignment.get(i.name);
+  for (const i of p.insts) {
+    const to = a.target.get(i.name);
     if (to === undefined) continue;
-    const from = current[i.name];
+    const from = p.current[i.name];
     if (from === undefined) {
       creates.push({ instance: i.name, to });
       continue;
     }
-    const same = to === from || (to.startsWith("@") && (groups[to.slice(1)] ?? []).includes(from));
-    if (!same) moves.push({ instance: i.name, from, to, batch: 0, why: why.get(i.name) ?? "placement" });
+    const same = to === from || (to.startsWith("@") && (p.groups[to.slice(1)] ?? []).includes(from));
+    if (!same) moves.push({ instance: i.name, from, to, batch: 0, why: a.why.get(i.name) ?? "placement" });
   }
-  moves.sort((a, b) => Number(draining.has(b.from)) - Number(draining.has(a.from)) || cmp(a.from, b.from) || cmp(a.instance, b.instance));
+  // Off draining places first, then the rest.
+  moves.sort((x, y) => Number(p.draining.has(y.from)) - Number(p.draining.has(x.from)) || cmp(x.from, y.from) || cmp(x.instance, y.instance));
   const batches = batch(moves, input);
-
-  const placedOn: Record<string, string | undefined> = {};
-  for (const i of insts) placedOn[i.name] = on.get(i.name);
   return {
-    assignment: Object.fromEntries(assignment),
-    placedOn,
-    load: Object.fromEntries(load),
-    bounds,
+    assignment: Object.fromEntries(a.target),
+    placedOn: Object.fromEntries(p.insts.map((i) => [i.name, a.on.get(i.name)])),
+    load: Object.fromEntries(a.load),
+    bounds: p.bounds,
     moves,
     creates,
     batches,
-    warnings,
-    errors,
+    warnings: p.warnings,
+    errors: p.errors,
   };
+}
+
+export function place(input: PolicyInput): PolicyResult {
+  const p = new Problem(input);
+  const a = new Assignment(p);
+  placePins(p, a);
+  const free = p.insts.filter((i) => !i.pin).map((i) => i.name);
+  stayWhereAllowed(p, a, free);
+  placeRest(p, a, free);
+  fillBelowShare(p, a, free);
+  return outcome(p, a, input);
 }
 
 /**
