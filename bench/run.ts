@@ -663,7 +663,7 @@ async function readPart(): Promise<void> {
 
     const floorEstate = new Estate();
     const noop = async (it: ReadItem) => ({ id: it.id, props: propsOf(it) });
-    const floorGet = async (it: ReadItem) => floorEstate.client(it.remote).call("GET", `/instances/${it.name}`, { noTarget: true });
+    const floorGet = async (it: ReadItem) => floorEstate.client(it.remote).call("GET", `/instances/${it.name}`);
     let wrong = 0;
     const check = (it: ReadItem, r: { id: string; props: Record<string, unknown> }) => {
       if (r.id !== it.id || r.props.remote !== it.remote || r.props.name !== it.name) wrong++;

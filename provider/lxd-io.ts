@@ -71,7 +71,7 @@ export async function waitTransfersOn(c: LxdClient, name: string, where: string)
         const [p, q] = u.split("?");
         return p === `/1.0/instances/${encodeURIComponent(name)}` && (new URLSearchParams(q ?? "").get("project") ?? "default") === project;
       });
-  const ops = await c.get<{ running?: Operation[] | null }>("/operations", undefined, { query: { recursion: "1" }, noTarget: true });
+  const ops = await c.get<{ running?: Operation[] | null }>("/operations", undefined, { query: { recursion: "1" } });
   const deadline = Date.now() + LEFTOVER_TRANSFER_WAIT_MS;
   for (const op of (ops.running ?? []).filter(ours)) {
     try {

@@ -256,7 +256,7 @@ export async function waitTargetClear(dst: LxdClient, name: string, type: string
     const left: string[] = [];
     for (const pool of pools) {
       const got = await dst
-        .call("GET", `/storage-pools/${encodeURIComponent(pool)}/volumes/${volType}/${encodeURIComponent(name)}`, { noTarget: true })
+        .call("GET", `/storage-pools/${encodeURIComponent(pool)}/volumes/${volType}/${encodeURIComponent(name)}`)
         .then(() => true)
         .catch((e) => (isNotFound(e) ? false : Promise.reject(e)));
       if (got) left.push(pool);

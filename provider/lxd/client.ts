@@ -65,8 +65,15 @@ export interface CallOptions {
   query?: Record<string, string | undefined>;
   timeoutMs?: number;
   etag?: string;
-  /** Send the scope's `target`; off for calls where LXD rejects or ignores it. */
-  noTarget?: boolean;
+}
+
+/**
+ * The requests that carry the scope's `target` (a cluster member): creating an instance there
+ * and moving one there (POST /instances, POST /instances/{name}). Decided here, once: every other
+ * request is about the cluster as a whole, or about an instance wherever it is.
+ */
+function takesTarget(method: string, path: string): boolean {
+  return method === "POST" && /^\/instances(\/[^/]+)?$/.test(path);
 }
 
 export interface Response<T> {
@@ -158,7 +165,7 @@ export class LxdClient {
   private async callOnce<T>(method: string, path: string, opts: CallOptions, schema?: z.ZodType<T>): Promise<Response<T>> {
     const query = new URLSearchParams();
     if (this.scope.project && this.scope.project !== "default") query.set("project", this.scope.project);
-    if (this.scope.target && !opts.noTarget) query.set("target", this.scope.target);
+    if (this.scope.target && takesTarget(method, path)) query.set("target", this.scope.target);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) query.set(k, v);
     const qs = query.toString();
     const url = `${this.transport.base}/1.0${path}${qs ? `?${qs}` : ""}`;
@@ -294,9 +301,7 @@ export class LxdClient {
       const slice = Math.max(1, Math.min(progress.sink ? 3 : 30, Math.floor(left / 1000)));
       let cur: Operation;
       try {
-        cur = (
-          await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs), noTarget: true }, OperationSchema)
-        ).value;
+        cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs) }, OperationSchema)).value;
       } catch (e) {
         if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) {
           throw new LxdApiError(`operation vanished before its result was read`, this.ctx({ operation: id }));
@@ -314,7 +319,7 @@ export class LxdClient {
   /** Cancel an operation if LXD allows it; errors are swallowed (best effort during cleanup). */
   async cancel(opId: string): Promise<void> {
     await this.withTimeout(5_000)
-      .call("DELETE", `/operations/${opId}`, { noTarget: true })
+      .call("DELETE", `/operations/${opId}`)
       .catch(() => undefined);
   }
 

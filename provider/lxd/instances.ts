@@ -43,7 +43,7 @@ export function rootDeviceName(i: Pick<Instance, "expanded_devices">): string {
 
 export async function getInstance(c: LxdClient, name: string): Promise<{ instance: Instance; etag?: string } | undefined> {
   try {
-    const r = await c.call("GET", `/instances/${encodeURIComponent(name)}`, { noTarget: true }, InstanceSchema);
+    const r = await c.call("GET", `/instances/${encodeURIComponent(name)}`, {}, InstanceSchema);
     return { instance: r.value, etag: r.etag };
   } catch (e) {
     if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return undefined;
@@ -53,7 +53,7 @@ export async function getInstance(c: LxdClient, name: string): Promise<{ instanc
 
 /** One request per (remote, project): every instance with its config, location and status. */
 export async function listInstances(c: LxdClient, opts: { allProjects?: boolean } = {}): Promise<Instance[]> {
-  const r = await c.call("GET", "/instances", { query: { recursion: "1", "all-projects": opts.allProjects ? "true" : undefined }, noTarget: true }, z.array(InstanceSchema));
+  const r = await c.call("GET", "/instances", { query: { recursion: "1", "all-projects": opts.allProjects ? "true" : undefined } }, z.array(InstanceSchema));
   return r.value;
 }
 
@@ -84,7 +84,6 @@ export async function setState(
 ): Promise<void> {
   const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}/state`, {
     body: { action, timeout: opts.timeout ?? 30, force: opts.force ?? false, stateful: opts.stateful ?? false },
-    noTarget: true,
   });
   if (r.operation) await c.wait(r.operation, opts.waitMs ?? 120_000);
 }
@@ -134,7 +133,7 @@ export async function startInstance(c: LxdClient, name: string): Promise<void> {
 /** DELETE; a missing instance counts as deleted (delete is safe to repeat). */
 export async function deleteInstance(c: LxdClient, name: string): Promise<void> {
   try {
-    const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`, { noTarget: true });
+    const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`);
     if (r.operation) await c.wait(r.operation, 120_000);
   } catch (e) {
     if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return;
@@ -163,17 +162,18 @@ export async function postInstance(c: LxdClient, name: string, body: Record<stri
 
 /** Start a migration source (pull and relay) or push to a target; returns the un-waited operation. */
 export async function migrationSource(c: LxdClient, name: string, body: Record<string, unknown>): Promise<Operation> {
-  const r = await c.call("POST", `/instances/${encodeURIComponent(name)}`, { body, noTarget: true });
+  // The source side of a migration is the instance wherever it is: never a member move.
+  const r = await c.useTarget(undefined).call("POST", `/instances/${encodeURIComponent(name)}`, { body });
   if (!r.operation) throw new PlacementError("migration source did not return an operation", c.ctx({ instance: name }));
   return r.operation;
 }
 
 export async function patchInstance(c: LxdClient, name: string, body: Record<string, unknown>, etag?: string): Promise<void> {
-  const r = await c.call("PATCH", `/instances/${encodeURIComponent(name)}`, { body, etag, noTarget: true });
+  const r = await c.call("PATCH", `/instances/${encodeURIComponent(name)}`, { body, etag });
   if (r.operation) await c.wait(r.operation, 60_000);
 }
 
 export async function putInstance(c: LxdClient, name: string, body: Record<string, unknown>, etag?: string): Promise<void> {
-  const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}`, { body, etag, noTarget: true });
+  const r = await c.call("PUT", `/instances/${encodeURIComponent(name)}`, { body, etag });
   if (r.operation) await c.wait(r.operation, 60_000);
 }

@@ -6,16 +6,16 @@ import { NotFoundError, PlacementError } from "./errors";
 const names = (urls: string[]) => urls.map((u) => decodeURIComponent(u.split("/").pop()!.split("?")[0]));
 
 export async function listProjects(c: LxdClient): Promise<string[]> {
-  return names(await c.useProject(undefined).get("/projects", z.array(z.string()), { noTarget: true }));
+  return names(await c.useProject(undefined).get("/projects", z.array(z.string())));
 }
 
 /** The profiles of the client's project. */
 export async function listProfiles(c: LxdClient): Promise<string[]> {
-  return names(await c.get("/profiles", z.array(z.string()), { noTarget: true }));
+  return names(await c.get("/profiles", z.array(z.string())));
 }
 
 export async function listPools(c: LxdClient): Promise<string[]> {
-  return names(await c.useProject(undefined).get("/storage-pools", z.array(z.string()), { noTarget: true }));
+  return names(await c.useProject(undefined).get("/storage-pools", z.array(z.string())));
 }
 
 export const MemberSchema = z
@@ -31,27 +31,27 @@ export const MemberSchema = z
 export type Member = z.infer<typeof MemberSchema>;
 
 export async function listMembers(c: LxdClient): Promise<Member[]> {
-  return c.useProject(undefined).get("/cluster/members", z.array(MemberSchema), { query: { recursion: "1" }, noTarget: true });
+  return c.useProject(undefined).get("/cluster/members", z.array(MemberSchema), { query: { recursion: "1" } });
 }
 
 export async function listClusterGroups(c: LxdClient): Promise<{ name: string; members: string[] }[]> {
   const gs = await c
     .useProject(undefined)
-    .get("/cluster/groups", z.array(z.object({ name: z.string(), members: z.array(z.string()).nullable().optional() }).passthrough()), { query: { recursion: "1" }, noTarget: true });
+    .get("/cluster/groups", z.array(z.object({ name: z.string(), members: z.array(z.string()).nullable().optional() }).passthrough()), { query: { recursion: "1" } });
   return gs.map((g) => ({ name: g.name, members: g.members ?? [] }));
 }
 
 /** Resolve an image alias or fingerprint (prefix) on a server, in the scope's project. */
 export async function resolveImage(c: LxdClient, ref: string): Promise<string | undefined> {
   try {
-    const a = await c.get(`/images/aliases/${encodeURIComponent(ref)}`, z.object({ target: z.string() }).passthrough(), { noTarget: true });
+    const a = await c.get(`/images/aliases/${encodeURIComponent(ref)}`, z.object({ target: z.string() }).passthrough());
     return a.target;
   } catch (e) {
     if (!(e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND"))) throw e;
   }
   if (/^[0-9a-f]{6,64}$/.test(ref)) {
     try {
-      const img = await c.get(`/images/${ref}`, z.object({ fingerprint: z.string() }).passthrough(), { noTarget: true });
+      const img = await c.get(`/images/${ref}`, z.object({ fingerprint: z.string() }).passthrough());
       return img.fingerprint;
     } catch (e) {
       if (!(e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND"))) throw e;

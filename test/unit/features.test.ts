@@ -61,3 +61,16 @@ describe("features are checked in the client, before the request", () => {
     expect([...sent(s1), ...sent(s2)]).toEqual([]);
   });
 });
+
+describe("the scope's target (a cluster member) is sent in one place: creating or moving an instance there", () => {
+  it("a client scoped to member m2 sends target=m2 on POST /instances and POST /instances/{name}, on nothing else", async () => {
+    const { e, s1 } = await servers({ s1: DEFAULT_EXTENSIONS, s2: DEFAULT_EXTENSIONS });
+    const c = e.client("s1").useTarget("m2");
+    await getInstance(c, "web");
+    await c.call("PATCH", "/instances/web", { body: { description: "x" } });
+    await c.call("POST", "/instances/web", { body: { name: "web2" } }).catch(() => undefined);
+    await c.call("POST", "/instances", { body: { name: "new", source: { type: "none" } } }).catch(() => undefined);
+    const seen = s1.requests.filter((r) => r.path.startsWith("/1.0/instances")).map((r) => `${r.method} ${r.path}${r.query.target ? ` target=${r.query.target}` : ""}`);
+    expect(seen).toEqual(["GET /1.0/instances/web", "PATCH /1.0/instances/web", "POST /1.0/instances/web target=m2", "POST /1.0/instances target=m2"]);
+  });
+});
