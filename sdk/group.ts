@@ -133,120 +133,153 @@ export class InstanceGroup extends pulumi.ComponentResource {
 
   constructor(name: string, args: InstanceGroupArgs, opts?: pulumi.ComponentResourceOptions) {
     super("lxd-placement:index:InstanceGroup", name, {}, opts);
-    const policy = args.policy ?? {};
-    const keys = Object.keys(args.instances).sort();
-    const prefix = args.namePrefix ?? "";
-    const group = args.groupName ?? name;
-    const byRemote = !!policy.remotes;
-    const lxdName = (k: string) => {
-      const n = args.instances[k].name;
-      if (n !== undefined && !isPlain(n))
-        throw new InputError(`InstanceGroup ${name}: instances.${k}.name must be a plain string (the policy looks the instance up by name)`, { field: `instances.${k}.name` });
-      return n ?? `${prefix}${k}`;
-    };
-    const names = Object.fromEntries(keys.map((k) => [k, lxdName(k)]));
-    if (byRemote && policy.members) throw new InputError(`InstanceGroup ${name}: policy.members and policy.remotes exclude each other`, { field: "policy.remotes" });
-
-    /** The policy's decision from what was observed; throws when the policy cannot be met. */
-    const decide = (obs: Observed): { r: PolicyResult; obs: Observed; input: PolicyInput } => {
-      let candidates = weights(byRemote ? policy.remotes : policy.members);
-      if (!candidates) {
-        if (!obs.online) throw new InputError(`InstanceGroup ${name}: policy.members is required when the group does not read the cluster (observed is given)`, { field: "policy.members" });
-        candidates = obs.online.map((m) => ({ name: m, weight: 1 }));
-      }
-      const online = obs.online ? new Set(obs.online) : undefined;
-      const offline: string[] = [];
-      if (online) {
-        const expand = (c: string) => (c.startsWith("@") ? (obs.groups[c.slice(1)] ?? []) : [c]);
-        for (const c of candidates) for (const m of expand(c.name)) if (!online.has(m)) offline.push(m);
-      }
-      const input: PolicyInput = {
-        instances: keys.map((k) => ({ name: k, pin: args.instances[k].pin, antiAffinity: args.instances[k].antiAffinity, weight: args.instances[k].weight })),
-        candidates,
-        // A member that is not online cannot take instances: it is treated as draining.
-        draining: [...new Set([...(policy.draining ?? []), ...offline])],
-        current: obs.current,
-        groups: obs.groups,
-        tolerance: policy.tolerance,
-        maxUnavailable: policy.maxUnavailable,
-        maxConcurrentMoves: policy.maxConcurrentMoves,
-        maxConcurrentMovesPerServer: policy.maxConcurrentMovesPerServer,
-        running: obs.running,
-      };
-      const r = place(input);
-      if (offline.length) r.warnings.push(`not online, so treated as draining: ${offline.join(", ")}`);
-      if (r.errors.length) {
-        throw new InputError(
-          `InstanceGroup ${name}: the placement policy cannot be met:\n  ${r.errors.join("\n  ")}\n${formatPlan(r, { title: `InstanceGroup ${name}`, names, current: obs.current })}`,
-          { field: "policy" },
-        );
-      }
-      return { r, obs, input };
-    };
-
-    // Given what is observed, the decision is made here and an impossible policy throws from the
-    // constructor; otherwise it waits for LXD's answer and an impossible policy fails the program.
-    const result: Promise<{ r: PolicyResult; obs: Observed; input: PolicyInput }> = args.observed
-      ? Promise.resolve(
-          decide({ current: args.observed.current, groups: args.observed.groups ?? {}, running: args.observed.running ?? {}, online: args.observed.online, strategies: {}, remote: args.remote }),
-        )
-      : (async () => {
-          const e = await programEstate();
-          try {
-            const d = decide(await observe(e, name, args, names, byRemote));
-            d.obs.strategies = await strategies(e, name, args, names, d.r, d.obs, byRemote);
-            return d;
-          } finally {
-            await e.close().catch(() => undefined);
-          }
-        })().catch((err: unknown) => {
-          throw asProgramError(err);
-        });
-    // The outputs below wait on this; keep an unobserved rejection from being reported twice.
-    result.catch(() => undefined);
-
-    const out = pulumi.output(result);
+    const g = shapeOf(name, args);
+    const out = pulumi.output(decision(g));
     this.assignment = out.apply(({ r }) => r.assignment);
-    this.plan = out.apply(({ r, obs }) => rows(r, obs, names));
+    this.plan = out.apply(({ r, obs }) => rows(r, obs, g.names));
     this.planText = out.apply(async ({ r, obs, input }) => {
-      const lim = [
-        policy.maxUnavailable ? `maxUnavailable ${policy.maxUnavailable}` : "",
-        policy.maxConcurrentMoves ? `maxConcurrentMoves ${policy.maxConcurrentMoves}` : "",
-        policy.maxConcurrentMovesPerServer ? `maxConcurrentMovesPerServer ${policy.maxConcurrentMovesPerServer}` : "",
-        input.draining?.length ? `draining ${input.draining.join(", ")}` : "",
-      ].filter(Boolean);
-      const text = planTable(name, rows(r, obs, names), r, lim);
+      const text = planTable(name, rows(r, obs, g.names), r, limitsOf(g.policy, input));
       await pulumi.log.info(text, this);
       return text;
     });
-
-    this.instances = {};
-    for (const k of keys) {
-      const { pin: _pin, antiAffinity: _anti, weight: _weight, ...spec } = { ...args.defaults, ...args.instances[k] } as GroupInstanceArgs;
-      const place_ = out.apply(({ r }) => r.assignment[k]);
-      const migration = pulumi.output((spec.migration ?? {}) as pulumi.Input<MigrationArgs>).apply((m) => ({
-        ...m,
-        group,
-        ...(policy.maxUnavailable ? { maxUnavailable: policy.maxUnavailable } : {}),
-        ...(policy.maxConcurrentMoves ? { maxConcurrentMoves: policy.maxConcurrentMoves } : {}),
-        ...(policy.maxConcurrentMovesPerServer ? { maxConcurrentMovesPerServer: policy.maxConcurrentMovesPerServer } : {}),
-      }));
-      if (spec.image === undefined) throw new InputError(`InstanceGroup ${name}: instances.${k} has no image (set it, or defaults.image)`, { field: `instances.${k}.image` });
-      this.instances[k] = new Instance(
-        `${name}-${k}`,
-        {
-          ...spec,
-          image: spec.image,
-          name: names[k],
-          remote: byRemote ? place_ : (args.remote ?? out.apply(({ obs }) => obs.remote!)),
-          target: byRemote ? spec.target : place_,
-          migration,
-        },
-        { parent: this },
-      );
-    }
+    this.instances = Object.fromEntries(g.keys.map((k) => [k, new Instance(`${name}-${k}`, memberArgs(g, k, out), { parent: this })]));
     this.registerOutputs({ plan: this.plan, planText: this.planText, assignment: this.assignment });
   }
+}
+
+/** A group's arguments, checked, with what every step needs. */
+interface Shape {
+  name: string;
+  args: InstanceGroupArgs;
+  policy: PlacementPolicyArgs;
+  /** Instance keys, sorted. */
+  keys: string[];
+  /** Key → LXD instance name. */
+  names: Record<string, string>;
+  byRemote: boolean;
+}
+
+interface Decided {
+  r: PolicyResult;
+  obs: Observed;
+  input: PolicyInput;
+}
+
+/** Checks what can be checked without LXD; throws InputError naming the field. */
+function shapeOf(name: string, args: InstanceGroupArgs): Shape {
+  const policy = args.policy ?? {};
+  const keys = Object.keys(args.instances).sort();
+  const byRemote = !!policy.remotes;
+  const names: Record<string, string> = {};
+  for (const k of keys) {
+    const n = args.instances[k].name;
+    if (n !== undefined && !isPlain(n))
+      throw new InputError(`InstanceGroup ${name}: instances.${k}.name must be a plain string (the policy looks the instance up by name)`, { field: `instances.${k}.name` });
+    names[k] = n ?? `${args.namePrefix ?? ""}${k}`;
+  }
+  if (byRemote && policy.members) throw new InputError(`InstanceGroup ${name}: policy.members and policy.remotes exclude each other`, { field: "policy.remotes" });
+  for (const k of keys) {
+    if ({ ...args.defaults, ...args.instances[k] }.image === undefined)
+      throw new InputError(`InstanceGroup ${name}: instances.${k} has no image (set it, or defaults.image)`, { field: `instances.${k}.image` });
+  }
+  return { name, args, policy, keys, names, byRemote };
+}
+
+/**
+ * Given what is observed, the decision is made at once and an impossible policy throws from the
+ * constructor; otherwise it waits for LXD's answer and an impossible policy fails the program.
+ */
+function decision(g: Shape): Promise<Decided> {
+  const { args } = g;
+  if (args.observed) {
+    const o = args.observed;
+    return Promise.resolve(decide(g, { current: o.current, groups: o.groups ?? {}, running: o.running ?? {}, online: o.online, strategies: {}, remote: args.remote }));
+  }
+  const result = (async () => {
+    const e = await programEstate();
+    try {
+      const d = decide(g, await observe(e, g.name, args, g.names, g.byRemote));
+      d.obs.strategies = await strategies(e, g.name, args, g.names, d.r, d.obs, g.byRemote);
+      return d;
+    } finally {
+      await e.close().catch(() => undefined);
+    }
+  })().catch((err: unknown) => {
+    throw asProgramError(err);
+  });
+  // The outputs wait on this; keep an unobserved rejection from being reported twice.
+  result.catch(() => undefined);
+  return result;
+}
+
+/** The policy's decision from what was observed; throws when the policy cannot be met. */
+function decide(g: Shape, obs: Observed): Decided {
+  const { name, args, policy, keys } = g;
+  let candidates = weights(g.byRemote ? policy.remotes : policy.members);
+  if (!candidates) {
+    if (!obs.online) throw new InputError(`InstanceGroup ${name}: policy.members is required when the group does not read the cluster (observed is given)`, { field: "policy.members" });
+    candidates = obs.online.map((m) => ({ name: m, weight: 1 }));
+  }
+  // A member that is not online cannot take instances: it is treated as draining.
+  const offline: string[] = [];
+  if (obs.online) {
+    const online = new Set(obs.online);
+    const expand = (c: string) => (c.startsWith("@") ? (obs.groups[c.slice(1)] ?? []) : [c]);
+    for (const c of candidates) for (const m of expand(c.name)) if (!online.has(m)) offline.push(m);
+  }
+  const input: PolicyInput = {
+    instances: keys.map((k) => ({ name: k, pin: args.instances[k].pin, antiAffinity: args.instances[k].antiAffinity, weight: args.instances[k].weight })),
+    candidates,
+    draining: [...new Set([...(policy.draining ?? []), ...offline])],
+    current: obs.current,
+    groups: obs.groups,
+    tolerance: policy.tolerance,
+    maxUnavailable: policy.maxUnavailable,
+    maxConcurrentMoves: policy.maxConcurrentMoves,
+    maxConcurrentMovesPerServer: policy.maxConcurrentMovesPerServer,
+    running: obs.running,
+  };
+  const r = place(input);
+  if (offline.length) r.warnings.push(`not online, so treated as draining: ${offline.join(", ")}`);
+  if (r.errors.length) {
+    throw new InputError(
+      `InstanceGroup ${name}: the placement policy cannot be met:\n  ${r.errors.join("\n  ")}\n${formatPlan(r, { title: `InstanceGroup ${name}`, names: g.names, current: obs.current })}`,
+      { field: "policy" },
+    );
+  }
+  return { r, obs, input };
+}
+
+/** The group's limits, as the plan's heading names them. */
+function limitsOf(policy: PlacementPolicyArgs, input: PolicyInput): string[] {
+  return [
+    policy.maxUnavailable ? `maxUnavailable ${policy.maxUnavailable}` : "",
+    policy.maxConcurrentMoves ? `maxConcurrentMoves ${policy.maxConcurrentMoves}` : "",
+    policy.maxConcurrentMovesPerServer ? `maxConcurrentMovesPerServer ${policy.maxConcurrentMovesPerServer}` : "",
+    input.draining?.length ? `draining ${input.draining.join(", ")}` : "",
+  ].filter(Boolean);
+}
+
+/** The Instance of key k: its own arguments over the defaults, placed where the decision says, moved under the group's limits. */
+function memberArgs(g: Shape, k: string, out: pulumi.Output<Decided>): InstanceArgs {
+  const { policy, args } = g;
+  const { pin: _pin, antiAffinity: _anti, weight: _weight, ...spec } = { ...args.defaults, ...args.instances[k] } as GroupInstanceArgs;
+  const placed = out.apply(({ r }) => r.assignment[k]);
+  const migration = pulumi.output((spec.migration ?? {}) as pulumi.Input<MigrationArgs>).apply((m) => ({
+    ...m,
+    group: args.groupName ?? g.name,
+    ...(policy.maxUnavailable ? { maxUnavailable: policy.maxUnavailable } : {}),
+    ...(policy.maxConcurrentMoves ? { maxConcurrentMoves: policy.maxConcurrentMoves } : {}),
+    ...(policy.maxConcurrentMovesPerServer ? { maxConcurrentMovesPerServer: policy.maxConcurrentMovesPerServer } : {}),
+  }));
+  return {
+    ...spec,
+    image: spec.image!,
+    name: g.names[k],
+    remote: g.byRemote ? placed : (args.remote ?? out.apply(({ obs }) => obs.remote!)),
+    target: g.byRemote ? spec.target : placed,
+    migration,
+  };
 }
 
 function rows(r: PolicyResult, obs: Observed, names: Record<string, string>): GroupPlanRow[] {
