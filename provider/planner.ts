@@ -146,13 +146,16 @@ export function placementErrors(desired: Desired, target: Capabilities): Plan | 
   return undefined;
 }
 
-export function plan(input: PlanInput): Plan {
-  const { facts: f, desired: d, source, target } = input;
+type Step = "pool" | "project" | "member" | "rename";
+type Move = Extract<Plan, { kind: "move" }>;
+
+/** Where the instance goes and which server-side steps that takes; a refusal or "nothing to do" otherwise. */
+function destination(input: PlanInput): { from: Placement; to: Placement; steps: Step[]; crossServer: boolean } | Plan {
+  const { facts: f, desired: d, target } = input;
   const bad = placementErrors(d, target);
   if (bad) return bad;
   const rm = resolveMember(d, f, target);
   if (rm.error) return rm.error;
-
   const crossServer = f.remote !== d.remote;
   const to: Placement = {
     remote: d.remote,
@@ -162,8 +165,7 @@ export function plan(input: PlanInput): Plan {
     name: d.name,
   };
   const from: Placement = { remote: f.remote, project: f.project, member: f.member, pool: f.pool, name: f.name };
-
-  const steps: ("pool" | "project" | "member" | "rename")[] = [];
+  const steps: Step[] = [];
   if (!crossServer) {
     if (to.pool && to.pool !== f.pool) steps.push("pool");
     if (to.project !== f.project) steps.push("project");
@@ -171,94 +173,141 @@ export function plan(input: PlanInput): Plan {
     if (to.name !== f.name) steps.push("rename");
     if (!steps.length) return { kind: "noop" };
   }
+  return { from, to, steps, crossServer };
+}
 
+/** R5: push and relay between servers need the push protocol on both sides. Inside one server there is no transfer to choose. */
+function modeRefusal(input: PlanInput, crossServer: boolean): Plan | undefined {
+  const { desired: d, source, target } = input;
   const mode = d.migration.mode;
-  if (crossServer && mode !== "pull") {
-    // R5: push and relay need the push protocol on both sides.
-    for (const [c, side] of [
-      [source, "source"],
-      [target, "target"],
-    ] as const) {
-      if (!supports(c.extensions, "push")) return refuse("migration.mode", `mode "${mode}" needs push on the ${side}: ${lacking(c.remote, "push")}`, "R5");
-    }
-    if (!supports(source.extensions, "pushTarget")) return refuse("migration.mode", `mode "${mode}" needs it of the source: ${lacking(source.remote, "pushTarget")}`, "R5");
+  if (!crossServer || mode === "pull") return undefined;
+  for (const [c, side] of [
+    [source, "source"],
+    [target, "target"],
+  ] as const) {
+    if (!supports(c.extensions, "push")) return refuse("migration.mode", `mode "${mode}" needs push on the ${side}: ${lacking(c.remote, "push")}`, "R5");
   }
-  if (!crossServer && mode !== "pull") {
-    // Not an error: inside one server there is no transfer to choose (R4, R5).
+  if (!supports(source.extensions, "pushTarget")) return refuse("migration.mode", `mode "${mode}" needs it of the source: ${lacking(source.remote, "pushTarget")}`, "R5");
+  return undefined;
+}
+
+/** The ways one instance can move, each a plan or a refusal that says why not. */
+class Moves {
+  readonly noun: string;
+  readonly liveBlocks: { rule: string; reason: string }[];
+  private readonly nearLive: { rule: string; reason: string }[];
+  private readonly base: Route;
+
+  constructor(
+    private readonly input: PlanInput,
+    private readonly where: { from: Placement; to: Placement; steps: Step[]; crossServer: boolean },
+  ) {
+    const { facts: f, source, target } = input;
+    this.noun = f.type === "virtual-machine" ? "VM" : "container";
+    this.liveBlocks = liveBlockers(f, source, target);
+    this.nearLive = nearLiveBlockers(f, source, target);
+    this.base = where.crossServer ? this.copyRoute() : { kind: "server-side", steps: where.steps };
   }
 
-  const serverSide: Route = { kind: "server-side", steps };
-  const copyRoute = (sameServer: boolean): Route => ({ kind: "copy", mode: crossServer ? mode : "pull", sameServer });
-  const baseRoute: Route = crossServer ? copyRoute(false) : serverSide;
-  const onlyRename = !crossServer && steps.length === 1 && steps[0] === "rename";
-  const noun = f.type === "virtual-machine" ? "VM" : "container";
-  const move = (route: Route, strategy: Strategy, why: string, restart: boolean): Plan => {
-    // LXD's own moves inside a server: the client checks the same before it sends (features.ts).
+  private copyRoute(): Route {
+    return { kind: "copy", mode: this.where.crossServer ? this.input.desired.migration.mode : "pull", sameServer: !this.where.crossServer };
+  }
+
+  /** A move along `route`; refused when it takes LXD's own move and the server lacks it (the client checks the same, features.ts). */
+  move(route: Route, strategy: Strategy, why: string, restart: boolean): Plan {
+    const target = this.input.target;
     if (route.kind === "server-side" && route.steps.includes("pool") && !supports(target.extensions, "poolMove")) return refuse("storagePool", lacking(target.remote, "poolMove"), "R6");
     if (route.kind === "server-side" && route.steps.includes("project") && !supports(target.extensions, "projectMove")) return refuse("project", lacking(target.remote, "projectMove"), "R6");
-    return { kind: "move", from, to, route, strategy, why, restart };
-  };
-
-  if (!f.running) {
-    return move(baseRoute, "cold", `the ${noun} is stopped: it moves as it is and stays stopped (P4)`, false);
-  }
-  if (!d.running) {
-    return move(baseRoute, "cold", `the ${noun} is declared stopped: it is stopped first, then moves as it is (P4)`, false);
+    return { kind: "move", from: this.where.from, to: this.where.to, route, strategy, why, restart };
   }
 
-  const m = d.migration;
-  const live = liveBlockers(f, source, target);
-  const nearLive = nearLiveBlockers(f, source, target);
-  // Renaming a running instance is refused by LXD: it is a short stop and start (R2, R3).
-  const restartRule = f.type === "virtual-machine" ? "R3" : "R2";
-  const sms = (why: string, rule = live[0]?.rule ?? "P3"): Plan => {
-    if (!m.allowRestart) {
+  /** As it is: stopped, or declared stopped (P4). */
+  cold(why: string): Plan {
+    return this.move(this.base, "cold", why, false);
+  }
+
+  /** The instance keeps running (R7); if LXD refuses, nothing is lost (R15). */
+  live(why: string): Plan {
+    return this.move(this.base, "live", why, false);
+  }
+
+  /** Stop, move, start again (R2, R3), if a restart is allowed (P3). */
+  stopMoveStart(why: string, rule = this.liveBlocks[0]?.rule ?? "P3"): Plan {
+    if (!this.input.desired.migration.allowRestart) {
       return refuse("migration.allowRestart", `${why}; moving it needs a restart (stop-move-start) and migration.allowRestart is false. Set allowRestart: true, or stop the instance first`, rule);
     }
-    return move(baseRoute, "stop-move-start", `${why}: stop, move, start again (${restartRule}, P4)`, true);
-  };
-  const nl = (why: string): Plan => {
-    if (nearLive.length) return sms(`${why}; near-live impossible: ${nearLive.map((b) => `${b.reason} (${b.rule})`).join("; ")}`);
-    if (!m.allowRestart) return refuse("migration.allowRestart", `${why}; near-live stops the container for its final delta and migration.allowRestart is false`, "P3");
-    if (!crossServer && steps.some((s) => s === "pool")) return sms(`${why}; near-live inside one server covers member and project moves, not pool moves`);
-    return move(copyRoute(!crossServer), "near-live", `${why}: pre-copy while running, stop for the final delta only, start at the target (near-live, P4)`, true);
-  };
+    const restartRule = this.input.facts.type === "virtual-machine" ? "R3" : "R2";
+    return this.move(this.base, "stop-move-start", `${why}: stop, move, start again (${restartRule}, P4)`, true);
+  }
 
-  // A rename is no live move: live-migration blockers (R11/R12) are not why it is refused (P3).
-  if (onlyRename) return sms(`LXD renames only stopped instances`, "P3");
+  /** Pre-copy while running, stop for the final delta only; stop-move-start where it cannot be. */
+  nearLiveMove(why: string): Plan {
+    if (this.nearLive.length) return this.stopMoveStart(`${why}; near-live impossible: ${this.nearLive.map((b) => `${b.reason} (${b.rule})`).join("; ")}`);
+    if (!this.input.desired.migration.allowRestart) return refuse("migration.allowRestart", `${why}; near-live stops the container for its final delta and migration.allowRestart is false`, "P3");
+    if (!this.where.crossServer && this.where.steps.some((s) => s === "pool")) return this.stopMoveStart(`${why}; near-live inside one server covers member and project moves, not pool moves`);
+    return this.move(this.copyRoute(), "near-live", `${why}: pre-copy while running, stop for the final delta only, start at the target (near-live, P4)`, true);
+  }
 
-  switch (m.strategy) {
+  /** Why live migration is impossible, as one clause. */
+  liveImpossible(): string {
+    return `live migration impossible: ${this.liveBlocks.map((b) => `${b.reason} (${b.rule})`).join("; ")}`;
+  }
+}
+
+/** A running instance: the declared strategy, or for `auto` the least disruptive one the servers allow. */
+function runningMove(m: Moves, input: PlanInput): Plan {
+  const { facts: f, desired: d } = input;
+  const mig = d.migration;
+  switch (mig.strategy) {
     case "stop-move-start":
-      return sms(`strategy "stop-move-start" was chosen`);
+      return m.stopMoveStart(`strategy "stop-move-start" was chosen`);
     case "near-live":
-      return nl(`strategy "near-live" was chosen`);
+      return m.nearLiveMove(`strategy "near-live" was chosen`);
     case "live":
-      if (live.length) {
-        const why = `live migration impossible: ${live.map((b) => `${b.reason} (${b.rule})`).join("; ")}`;
-        if (!m.allowRestart) return refuse("migration.strategy", `${why}. Fix the prerequisites, or set migration.allowRestart: true to fall back to a restart (P3)`, live[0].rule);
-        return f.type === "container" ? nl(why) : sms(why);
+      if (m.liveBlocks.length) {
+        const why = m.liveImpossible();
+        if (!mig.allowRestart) return refuse("migration.strategy", `${why}. Fix the prerequisites, or set migration.allowRestart: true to fall back to a restart (P3)`, m.liveBlocks[0].rule);
+        return f.type === "container" ? m.nearLiveMove(why) : m.stopMoveStart(why);
       }
-      return move(baseRoute, "live", `live migration (R7): the ${noun} keeps running; if LXD refuses, nothing is lost (R15)`, false);
+      return m.live(`live migration (R7): the ${m.noun} keeps running; if LXD refuses, nothing is lost (R15)`);
     case "auto":
     default:
-      if (!live.length && (f.type === "virtual-machine" || !m.allowRestart)) {
-        return move(baseRoute, "live", `live migration possible (R7): the ${noun} keeps running`, false);
-      }
-      if (!live.length && f.type === "container") {
-        // A basic container (R12) on servers offering CRIU (R11): try live; CRIU often fails in
-        // practice, and then (R15: nothing lost) the move runs again with a restart.
-        const fb = nl("live migration was refused by LXD");
-        const p = move(baseRoute, "live", `live migration looks possible (R7, R11, R12): trying it; if LXD refuses, nothing is lost (R15) and the move restarts the container instead`, false);
-        return fb.kind === "move" && p.kind === "move" ? { ...p, fallback: fb } : p;
-      }
-      if (f.type === "container") {
-        const why = live.length ? `live migration impossible: ${live[0].reason} (${live[0].rule})` : "container live migration is unreliable (R12)";
-        if (!m.allowRestart)
-          return refuse("migration.allowRestart", `${why}; allowRestart is false, so the running container cannot move. Set allowRestart: true, or stop it first (P3)`, live[0]?.rule ?? "R12");
-        return nl(why);
-      }
-      return sms(`live migration impossible: ${live.map((b) => `${b.reason} (${b.rule})`).join("; ")}`);
+      return autoMove(m, input);
   }
+}
+
+function autoMove(m: Moves, input: PlanInput): Plan {
+  const { facts: f, desired: d } = input;
+  if (!m.liveBlocks.length && (f.type === "virtual-machine" || !d.migration.allowRestart)) return m.live(`live migration possible (R7): the ${m.noun} keeps running`);
+  if (!m.liveBlocks.length && f.type === "container") {
+    // A basic container (R12) on servers offering CRIU (R11): try live; CRIU often fails in
+    // practice, and then (R15: nothing lost) the move runs again with a restart.
+    const fb = m.nearLiveMove("live migration was refused by LXD");
+    const p = m.live(`live migration looks possible (R7, R11, R12): trying it; if LXD refuses, nothing is lost (R15) and the move restarts the container instead`);
+    return fb.kind === "move" && p.kind === "move" ? { ...p, fallback: fb as Move } : p;
+  }
+  if (f.type === "container") {
+    const why = m.liveBlocks.length ? `live migration impossible: ${m.liveBlocks[0].reason} (${m.liveBlocks[0].rule})` : "container live migration is unreliable (R12)";
+    if (!d.migration.allowRestart)
+      return refuse("migration.allowRestart", `${why}; allowRestart is false, so the running container cannot move. Set allowRestart: true, or stop it first (P3)`, m.liveBlocks[0]?.rule ?? "R12");
+    return m.nearLiveMove(why);
+  }
+  return m.stopMoveStart(m.liveImpossible());
+}
+
+export function plan(input: PlanInput): Plan {
+  const where = destination(input);
+  if ("kind" in where) return where;
+  const refused = modeRefusal(input, where.crossServer);
+  if (refused) return refused;
+  const m = new Moves(input, where);
+  const { facts: f, desired: d } = input;
+  if (!f.running) return m.cold(`the ${m.noun} is stopped: it moves as it is and stays stopped (P4)`);
+  if (!d.running) return m.cold(`the ${m.noun} is declared stopped: it is stopped first, then moves as it is (P4)`);
+  // A rename is no live move: live-migration blockers (R11/R12) are not why it is refused (P3).
+  const onlyRename = !where.crossServer && where.steps.length === 1 && where.steps[0] === "rename";
+  if (onlyRename) return m.stopMoveStart(`LXD renames only stopped instances`, "P3");
+  return runningMove(m, input);
 }
 
 /** One line for preview and logs: what moves where, how and why. */
