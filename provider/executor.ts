@@ -512,23 +512,25 @@ async function recover(ctx: MoveContext, own: Own, cause: unknown, m: { from: Pl
       `move failed: ${why}. Nothing was lost: the instance is still at ${where(i)}, ${live && isRunning(i.status) ? "still running (R15)" : powerWord(i)} (P5)`,
       { remote: i.place.remote, project: i.place.project, instance: i.place.name },
       live ? `Set migration.strategy to "stop-move-start" or "near-live" (with allowRestart: true) to move it with a restart` : undefined,
-      { cause, at: placeKey(i.place), running: isRunning(i.status) },
+      { cause, at: where(i), running: isRunning(i.status) },
     );
   }
   if (dec.kind === "blocked") {
     const b = dec.blocked;
     if (b.kind === "silent") {
-      // Say what is known: the source this run still holds, and what stays for a later run.
-      const src = s.view.copies.find((c) => c.outgoing === own.move?.id && !c.incoming);
+      // Say what is known: a copy that serves (the committed copy, or the source started again by
+      // rule 0 of decide), else the source this run still holds; and what stays for a later run.
+      const ours = (c: Copy) => c.outgoing === own.move?.id || [m.from, m.to, m.final].some((p) => samePlace(c.place, p));
+      const serving = s.view.copies.find((c) => ours(c) && !c.incoming && isRunning(c.status));
+      const src = serving ?? s.view.copies.find((c) => c.outgoing === own.move?.id && !c.incoming);
       const where_ = src ? `the instance is at ${where(src)}, ${powerWord(src)}; ` : "";
-      // The source may have served again (rule 0 of decide): then there is nothing to add.
-      const note = src && isRunning(src.status) ? "" : stoppedNote;
+      const note = serving ? "" : stoppedNote;
       throw MoveFailedError.with(
         "undecided",
         `move failed: ${why}. ${b.remotes.map((r) => `Remote "${r}"`).join(", ")} did not answer: ${where_}nothing was deleted, promoted or started on the strength of ${b.remotes.length > 1 ? "them" : "it"} (I4), and the next run finishes or rolls back the move once ${b.remotes.length > 1 ? "they answer" : "it answers"} (P5).${note}`,
         { instance: d.name },
         undefined,
-        { cause, ...(src ? { at: placeKey(src.place), running: isRunning(src.status) } : {}) },
+        { cause, ...(src ? { at: where(src), running: isRunning(src.status) } : {}) },
       );
     }
     const e = explain(b, id);

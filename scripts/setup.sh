@@ -27,12 +27,13 @@ if [ -f "$ROOT/scripts/install-packages.sh" ]; then
 fi
 
 mkdir -p "$TOOLS_BIN"
-# (a2) A supported Node.js LTS in .tools (first on PATH after `. scripts/env.sh`).
-bash "$ROOT/scripts/install-node.sh"
 # One setup at a time (test scripts may start it concurrently): the second waits, then finds
 # everything up to date.
 exec 9>"$TOOLS/setup.lock"
 flock 9
+
+# (a2) A supported Node.js LTS in .tools (first on PATH after `. scripts/env.sh`).
+bash "$ROOT/scripts/install-node.sh"
 
 # Prints the path of command $1 found on PATH, leaving out .tools/bin; fails if there is none.
 external_command() {

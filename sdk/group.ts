@@ -370,6 +370,8 @@ async function observe(e: Estate, name: string, args: InstanceGroupArgs, names: 
       .map(([m]) => m);
     return { current, running, groups: caps.groups, online, strategies: {}, remote };
   } catch (err) {
+    // A wrong argument (a remote that is no cluster) is not a failed read: it keeps its class and field.
+    if (err instanceof InputError) throw new InputError(`InstanceGroup ${name}: ${err.message}`, { field: err.context.field });
     throw new PlacementError(`InstanceGroup ${name}: cannot read where the instances are: ${(err as Error).message}`, {}, undefined, { cause: err });
   }
 }

@@ -119,7 +119,7 @@ describe("remotes only in stack config (empty lxc config)", () => {
       // The engine's own lines (the harness's first line repeats the first of them).
       const said = err.message.split("\n").filter((l) => /^\s*error: .*unknown remote "nowhere"/.test(l));
       expect(said[0]).toMatch(
-        /error: (PlacementError: )?InstanceGroup g: cannot read where the instances are: cannot read remote "nowhere": unknown remote "nowhere".*Known remotes .*: sa, sb.*stack config lxd-placement:remotes/,
+        /error: (PlacementError: )?InstanceGroup g: cannot read where the instances are: cannot read remote "nowhere": unknown remote "nowhere".*Known remotes .*: (local, )?sa, sb.*stack config lxd-placement:remotes/,
       );
       expect(said).toHaveLength(1);
       expect(err.message).not.toMatch(/unhandled exception|error serializing property|<ref \*1>|\n\s+at /);

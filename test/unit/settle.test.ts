@@ -431,6 +431,23 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
   });
 
+  it("the source's server goes silent at the source's delete, after the copy was committed and started: the error says where it runs, and no cutover note", async () => {
+    const { io, s1, s2, e } = await setup(["s1", "s2"]);
+    s1.addInstance(inst({}, { status: "Running" }));
+    s1.inject("DELETE", /^\/1\.0\/instances\/web$/, 500, "connection reset (lost answer)", { then: () => s1.goSilent() });
+    const found = (await io.get(S1, ID))!;
+    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
+    const desired: Desired = { ...v, name: "web", remote: "s2" };
+    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
+    if (p.kind !== "move") throw new Error("no move");
+    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    expect((err as MoveFailedError).outcome).toBe("undecided");
+    expect((err as Error).message).toMatch(/Remote "s1" did not answer: the instance is at s2:default\/web, running; nothing was deleted/);
+    expect((err as Error).message).not.toMatch(/could not be started again/);
+    expect(err).toMatchObject({ at: "s2:default/web", running: true });
+    expect(s2.instances.get("web")).toMatchObject({ status: "Running" });
+  });
+
   it("the copy's transfer fails on the target: the partial copy is removed and the source keeps running, unmarked (nothing lost)", async () => {
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
