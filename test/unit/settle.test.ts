@@ -346,6 +346,18 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const log: string[] = [];
     return { run: () => executeMove({ io, id: ID, desired, plan: p, found, log: (l) => log.push(l) }), log };
   }
+  /** Plans the running instance's stop-move-start move s1 -> s2 and runs it; returns what it threw. */
+  async function failedStopMoveStart(io: LxdIo, e: Estate): Promise<unknown> {
+    const found = (await io.get(S1, ID))!;
+    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
+    const desired: Desired = { ...v, name: "web", remote: "s2" };
+    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
+    if (p.kind !== "move") throw new Error(`no move: ${JSON.stringify(p)}`);
+    return executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+  }
   const starts = (f: FakeLxd) => f.find("PUT", "/1.0/instances/web/state").filter((r) => (r.body as { action: string }).action === "start");
 
   it("the commit's answer is lost: the copy is found committed and the move finishes (the source is never started again)", async () => {
@@ -397,12 +409,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     s1.addInstance(inst({}, { status: "Running" }));
     // The stop takes effect; its answer is lost and s1 stops answering.
     s1.inject("PUT", /^\/1\.0\/instances\/web\/state$/, 500, "connection reset (lost answer)", { applied: true, then: () => s1.goSilent() });
-    const found = (await io.get(S1, ID))!;
-    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
-    const desired: Desired = { ...v, name: "web", remote: "s2" };
-    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
-    if (p.kind !== "move") throw new Error("no move");
-    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    const err = await failedStopMoveStart(io, e);
     expect(err).toBeInstanceOf(MoveFailedError);
     expect((err as MoveFailedError).outcome).toBe("undecided");
     expect((err as Error).message).toMatch(
@@ -418,12 +425,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
     s2.inject("POST", /^\/1\.0\/instances$/, 500, "connection reset (lost answer)", { then: () => s2.goSilent() });
-    const found = (await io.get(S1, ID))!;
-    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
-    const desired: Desired = { ...v, name: "web", remote: "s2" };
-    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
-    if (p.kind !== "move") throw new Error("no move");
-    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    const err = await failedStopMoveStart(io, e);
     expect((err as MoveFailedError).outcome).toBe("undecided");
     expect((err as Error).message).toMatch(/Remote "s2" did not answer: the instance is at s1:default\/web, running; nothing was deleted/);
     expect(err).toMatchObject({ at: "s1:default/web", running: true });
@@ -435,12 +437,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
     s1.inject("DELETE", /^\/1\.0\/instances\/web$/, 500, "connection reset (lost answer)", { then: () => s1.goSilent() });
-    const found = (await io.get(S1, ID))!;
-    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
-    const desired: Desired = { ...v, name: "web", remote: "s2" };
-    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
-    if (p.kind !== "move") throw new Error("no move");
-    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    const err = await failedStopMoveStart(io, e);
     expect((err as MoveFailedError).outcome).toBe("undecided");
     expect((err as Error).message).toMatch(/Remote "s1" did not answer: the instance is at s2:default\/web, running; nothing was deleted/);
     expect((err as Error).message).not.toMatch(/could not be started again/);
@@ -452,12 +449,7 @@ describe("P5: the executor reads both sides after an error instead of assuming",
     const { io, s1, s2, e } = await setup(["s1", "s2"]);
     s1.addInstance(inst({}, { status: "Running" }));
     s2.inject("POST", /^\/1\.0\/instances$/, 500, "Failed creating instance record: project limit reached");
-    const found = (await io.get(S1, ID))!;
-    const v = InstanceInputsSchema.parse({ name: "web", image: "img", remote: "s2", migration: { strategy: "stop-move-start" } });
-    const desired: Desired = { ...v, name: "web", remote: "s2" };
-    const p = plan({ facts: factsOf(foundOf(found)), desired, source: await e.capabilities("s1"), target: await e.capabilities("s2") });
-    if (p.kind !== "move") throw new Error("no move");
-    const err = await executeMove({ io, id: ID, desired, plan: p, found, log: () => undefined }).catch((x: unknown) => x);
+    const err = await failedStopMoveStart(io, e);
     expect(err).toMatchObject({ outcome: "rolled-back", at: "s1:default/web", running: true });
     expect((err as Error).message).toMatch(/move failed: .*project limit reached.*Nothing was lost: the instance is still at s1:default\/web, running \(P5\)/);
     expect(s1.instances.get("web")).toMatchObject({ status: "Running" });
