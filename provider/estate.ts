@@ -3,7 +3,7 @@
  * can do. Capabilities are cached briefly: one `pulumi preview` of many instances asks each
  * server once, not once per instance.
  */
-import { ClientPool, type LxdClient } from "./lxd/client";
+import { ClientPool, type ClientOptions, type LxdClient } from "./lxd/client";
 import { listInstances, type Instance } from "./lxd/instances";
 import { loadRemotes, type RemoteSet, type StackRemotes } from "./lxd/remotes";
 import { listClusterGroups, listMembers, listPools, listProfiles, listProjects } from "./lxd/resources";
@@ -36,9 +36,10 @@ export class Estate {
   private profileCache = new Map<string, { at: number; value: Promise<string[]> }>();
   private lists = new Map<string, ListState>();
 
-  constructor(env: NodeJS.ProcessEnv = process.env, stackRemotes: StackRemotes = {}) {
+  /** `clients`: options of every client the estate opens (`onRequest`, a deadline). */
+  constructor(env: NodeJS.ProcessEnv = process.env, stackRemotes: StackRemotes = {}, clients: ClientOptions = {}) {
     this.remotes = loadRemotes(env, stackRemotes);
-    this.pool = new ClientPool((n) => this.remotes.get(n));
+    this.pool = new ClientPool((n) => this.remotes.get(n), clients);
   }
 
   client(remote: string, project?: string): LxdClient {

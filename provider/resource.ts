@@ -9,7 +9,7 @@ import { Estate } from "./estate";
 import { factsOf, foundOf, LEASE_TTL_MS, observe, settle } from "./facts";
 import { parseInputs, type CheckFailure, type Desired, type InstanceInputs } from "./inputs";
 import { applyDeclared, declaredConfig, declaredDevices, executeMove, type MoveRecord } from "./executor";
-import { progress, type LxdClient } from "./lxd/client";
+import { progress, type ClientOptions, type LxdClient } from "./lxd/client";
 import { MoveFailedError, PlacementError, PlanRefusedError } from "./lxd/errors";
 import { parseStackRemotes, STACK_REMOTES_KEY, type StackRemotes } from "./lxd/remotes";
 import { createInstance, deleteInstance, getInstance, isRunning, rootPool, startInstance, stopInstance, type Instance } from "./lxd/instances";
@@ -41,12 +41,30 @@ export interface InstanceOutputs extends Desired {
   leftovers?: string[];
 }
 
+/**
+ * For a program that runs this provider in its own process (`npm run bench`) instead of under the
+ * Pulumi engine: where the provider's log lines go, and a listener told of every LXD request.
+ */
+export interface InProcessOptions {
+  /** Each log line, without its newline (default: stdout, which the engine shows as info). */
+  log?: (line: string) => void;
+  /** Every request to any LXD server, as `LxdClient`'s `onRequest` tells it. */
+  onRequest?: ClientOptions["onRequest"];
+}
+let host: InProcessOptions = {};
+/** Set the in-process options; the clients opened from then on use them. */
+export function inProcess(opts: InProcessOptions): void {
+  host = opts;
+  void estateSingleton?.close();
+  estateSingleton = undefined;
+}
+
 let estateSingleton: Estate | undefined;
 let ioSingleton: LxdIo | undefined;
 let stackRemotes: StackRemotes = {};
 function estate(): Estate {
   // One estate per provider process: clients and capability caches are shared by all resources.
-  if (!estateSingleton) estateSingleton = new Estate(process.env, stackRemotes);
+  if (!estateSingleton) estateSingleton = new Estate(process.env, stackRemotes, { onRequest: host.onRequest });
   return estateSingleton;
 }
 function io(): LxdIo {
@@ -64,12 +82,17 @@ export async function configure(req: { config: { get(key: string): string | unde
   estateSingleton = undefined;
 }
 
+function emit(line: string): void {
+  // A dynamic provider has no connection to the engine's log: what it writes to stdout the engine shows as info.
+  if (host.log) host.log(line);
+  else process.stdout.write(`${line}\n`);
+}
+
 // Transfer progress from LXD's operations, printed while a move runs.
-progress.sink = (remote, text) => process.stdout.write(`lxd-placement: progress on ${remote}: ${text}\n`);
+progress.sink = (remote, text) => emit(`lxd-placement: progress on ${remote}: ${text}`);
 
 export function log(name: string, text: string): void {
-  // A dynamic provider has no connection to the engine's log: what it writes to stdout the engine shows as info.
-  process.stdout.write(`lxd-placement: ${name}: ${text}\n`);
+  emit(`lxd-placement: ${name}: ${text}`);
 }
 
 function hasUnknown(v: unknown): boolean {
@@ -202,7 +225,7 @@ async function preflight(e: Estate, p: Extract<Plan, { kind: "move" }>, d: Desir
   return undefined;
 }
 
-function refusal(p: Extract<Plan, { kind: "refuse" }>, name: string): PlanRefusedError {
+function refusal(p: Extract<Plan, { kind: "refuse" }>, name: string): PlacementError {
   return new PlanRefusedError(`${p.field}: ${p.reason}`, { instance: name, field: p.field, rule: p.rule });
 }
 

@@ -7,7 +7,19 @@
 import { request as undiciRequest } from "undici";
 import WebSocket from "ws";
 import { z } from "zod";
-import { CertificateMismatchError, isTransient, LxdApiError, MissingExtensionError, NotFoundError, NotTrustedError, PlacementError, TimeoutError, UnreachableError, type ErrorContext } from "./errors";
+import {
+  CertificateMismatchError,
+  isNotFound,
+  isTransient,
+  LxdApiError,
+  MissingExtensionError,
+  NotFoundError,
+  NotTrustedError,
+  PlacementError,
+  TimeoutError,
+  UnreachableError,
+  type ErrorContext,
+} from "./errors";
 import { FEATURES, lacking, type Feature } from "../features";
 import type { Remote } from "./remotes";
 import { openTransport, type Transport } from "./transport";
@@ -101,26 +113,49 @@ function progressText(meta: Record<string, unknown> | null | undefined): string 
 /** Backoff between attempts of a repeatable request that met a transient LXD error. */
 const RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000];
 
-/** Counts of requests by method, for tests and benchmarks that prove what was (not) sent. */
-export const requestCounter = { byMethod: new Map<string, number>(), total: 0 };
+/** One request as it is sent, as `onRequest` is told of it. */
+export interface RequestSeen {
+  remote: string;
+  method: string;
+  /** Under `/1.0`, without the query: `/instances/c1`, `` for `/1.0` itself. */
+  path: string;
+  /** The whole query, scope included (`project`, `target`, `recursion`). */
+  query: Record<string, string>;
+}
+
+export interface ClientOptions {
+  /** Per-request deadline in ms (default `LXD_PLACEMENT_REQUEST_TIMEOUT_MS`, else 30 s). */
+  timeoutMs?: number;
+  /**
+   * Told of every request just before it is sent, by this client and every scoped copy of it
+   * (a repeat after a transient error is a request too). For programs that run the provider in
+   * process and count what it sends (`npm run bench`); it must not throw.
+   */
+  onRequest?: (r: RequestSeen) => void;
+}
+
+/** What a client and its scoped copies share: the server's description, the request listener. */
+interface Shared {
+  server?: Promise<Server>;
+  onRequest?: (r: RequestSeen) => void;
+}
 
 export class LxdClient {
-  private serverCache?: Promise<Server>;
   constructor(
     readonly remote: Remote,
     private readonly transport: Transport,
     readonly scope: Scope = {},
     readonly defaultTimeoutMs = 30_000,
-    private readonly shared: { server?: Promise<Server> } = {},
+    private readonly shared: Shared = {},
   ) {}
 
   /**
    * Per-request deadline: `LXD_PLACEMENT_REQUEST_TIMEOUT_MS` (default 30 s). Operations (copies)
    * have their own, longer deadline: the instance's `migration.timeoutSeconds`.
    */
-  static open(remote: Remote, opts: { timeoutMs?: number } = {}): LxdClient {
+  static open(remote: Remote, opts: ClientOptions = {}): LxdClient {
     const env = Number(process.env.LXD_PLACEMENT_REQUEST_TIMEOUT_MS);
-    return new LxdClient(remote, openTransport(remote), {}, opts.timeoutMs ?? (env > 0 ? env : 30_000));
+    return new LxdClient(remote, openTransport(remote), {}, opts.timeoutMs ?? (env > 0 ? env : 30_000), { onRequest: opts.onRequest });
   }
 
   get name(): string {
@@ -173,8 +208,7 @@ export class LxdClient {
     const headers: Record<string, string> = {};
     if (opts.body !== undefined) headers["content-type"] = "application/json";
     if (opts.etag) headers["if-match"] = opts.etag;
-    requestCounter.total++;
-    requestCounter.byMethod.set(method, (requestCounter.byMethod.get(method) ?? 0) + 1);
+    this.shared.onRequest?.({ remote: this.remote.name, method, path, query: Object.fromEntries(query) });
     let res;
     try {
       res = await undiciRequest(url, {
@@ -303,7 +337,7 @@ export class LxdClient {
       try {
         cur = (await this.call("GET", `/operations/${id}/wait`, { query: { timeout: String(slice) }, timeoutMs: slice * 1000 + Math.min(15_000, this.defaultTimeoutMs) }, OperationSchema)).value;
       } catch (e) {
-        if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) {
+        if (isNotFound(e)) {
           throw new LxdApiError(`operation vanished before its result was read`, this.ctx({ operation: id }));
         }
         throw e;
@@ -357,11 +391,14 @@ export type HeldSocket = WebSocket & { takeHeld(): [Buffer, boolean][] };
 /** Opens one client per remote and closes them all; the unit of work for one provider call. */
 export class ClientPool {
   private clients = new Map<string, LxdClient>();
-  constructor(private readonly resolve: (name: string) => Remote) {}
+  constructor(
+    private readonly resolve: (name: string) => Remote,
+    private readonly opts: ClientOptions = {},
+  ) {}
   get(name: string): LxdClient {
     let c = this.clients.get(name);
     if (!c) {
-      c = LxdClient.open(this.resolve(name));
+      c = LxdClient.open(this.resolve(name), this.opts);
       this.clients.set(name, c);
     }
     return c;
