@@ -54,50 +54,41 @@ export class PlacementError extends Error {
   }
 }
 
+/**
+ * A member of the family: a class of its own, so that `instanceof` and the printed name say which,
+ * with its stable code. The members differ in nothing else.
+ */
+function kind(name: string, code: string): typeof PlacementError {
+  const named = {
+    [name]: class extends PlacementError {
+      override readonly code = code;
+    },
+  };
+  return named[name];
+}
+
 /** LXD answered with an error envelope or a non-2xx status. */
-export class LxdApiError extends PlacementError {
-  readonly code = "LXDP_API";
-}
+export const LxdApiError = kind("LxdApiError", "LXDP_API");
 /** The instance (or another named object) does not exist. */
-export class NotFoundError extends PlacementError {
-  readonly code = "LXDP_NOT_FOUND";
-}
+export const NotFoundError = kind("NotFoundError", "LXDP_NOT_FOUND");
 /** A server lacks an API extension a step needs; nothing was sent. */
-export class MissingExtensionError extends PlacementError {
-  readonly code = "LXDP_MISSING_EXTENSION";
-}
+export const MissingExtensionError = kind("MissingExtensionError", "LXDP_MISSING_EXTENSION");
 /** The server could not be reached (refused, reset, DNS, socket missing). */
-export class UnreachableError extends PlacementError {
-  readonly code = "LXDP_UNREACHABLE";
-}
+export const UnreachableError = kind("UnreachableError", "LXDP_UNREACHABLE");
 /** A call or an operation did not finish within its deadline. */
-export class TimeoutError extends PlacementError {
-  readonly code = "LXDP_TIMEOUT";
-}
+export const TimeoutError = kind("TimeoutError", "LXDP_TIMEOUT");
 /** The server presented a certificate other than the pinned one. */
-export class CertificateMismatchError extends PlacementError {
-  readonly code = "LXDP_CERT_MISMATCH";
-}
+export const CertificateMismatchError = kind("CertificateMismatchError", "LXDP_CERT_MISMATCH");
 /** The server does not trust the client certificate. */
-export class NotTrustedError extends PlacementError {
-  readonly code = "LXDP_NOT_TRUSTED";
-}
+export const NotTrustedError = kind("NotTrustedError", "LXDP_NOT_TRUSTED");
 /** The remote is not configured (lxc config.yml or stack config). */
-export class RemoteConfigError extends PlacementError {
-  readonly code = "LXDP_REMOTE_CONFIG";
-}
+export const RemoteConfigError = kind("RemoteConfigError", "LXDP_REMOTE_CONFIG");
 /** An input is invalid or violates a rule; raised at check/preview before any change. */
-export class InputError extends PlacementError {
-  readonly code = "LXDP_INPUT";
-}
+export const InputError = kind("InputError", "LXDP_INPUT");
 /** A move was refused (prerequisites unmet); raised before anything changes. */
-export class PlanRefusedError extends PlacementError {
-  readonly code = "LXDP_PLAN_REFUSED";
-}
+export const PlanRefusedError = kind("PlanRefusedError", "LXDP_PLAN_REFUSED");
 /** Another run holds the instance's lease (it is moving or settling it); nothing was changed. */
-export class LeasedError extends PlacementError {
-  readonly code = "LXDP_LEASED";
-}
+export const LeasedError = kind("LeasedError", "LXDP_LEASED");
 
 /**
  * How a failed move ended, read from the servers afterwards (never assumed): rolled back (the

@@ -1,7 +1,7 @@
 /** Instances API: read, create, state, rename, server-side moves, migration sources, delete. */
 import { z } from "zod";
 import type { LxdClient, Operation } from "./client";
-import { NotFoundError, PlacementError } from "./errors";
+import { isNotFound, PlacementError } from "./errors";
 
 export const InstanceSchema = z
   .object({
@@ -46,7 +46,7 @@ export async function getInstance(c: LxdClient, name: string): Promise<{ instanc
     const r = await c.call("GET", `/instances/${encodeURIComponent(name)}`, {}, InstanceSchema);
     return { instance: r.value, etag: r.etag };
   } catch (e) {
-    if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return undefined;
+    if (isNotFound(e)) return undefined;
     throw e;
   }
 }
@@ -136,7 +136,7 @@ export async function deleteInstance(c: LxdClient, name: string): Promise<void> 
     const r = await c.call("DELETE", `/instances/${encodeURIComponent(name)}`);
     if (r.operation) await c.wait(r.operation, 120_000);
   } catch (e) {
-    if (e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND")) return;
+    if (isNotFound(e)) return;
     throw e;
   }
 }

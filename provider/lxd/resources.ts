@@ -1,7 +1,7 @@
 /** Projects, storage pools, images and cluster members: what placement validates against. */
 import { z } from "zod";
 import type { LxdClient } from "./client";
-import { NotFoundError, PlacementError } from "./errors";
+import { isNotFound, PlacementError } from "./errors";
 
 const names = (urls: string[]) => urls.map((u) => decodeURIComponent(u.split("/").pop()!.split("?")[0]));
 
@@ -47,14 +47,14 @@ export async function resolveImage(c: LxdClient, ref: string): Promise<string | 
     const a = await c.get(`/images/aliases/${encodeURIComponent(ref)}`, z.object({ target: z.string() }).passthrough());
     return a.target;
   } catch (e) {
-    if (!(e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND"))) throw e;
+    if (!isNotFound(e)) throw e;
   }
   if (/^[0-9a-f]{6,64}$/.test(ref)) {
     try {
       const img = await c.get(`/images/${ref}`, z.object({ fingerprint: z.string() }).passthrough());
       return img.fingerprint;
     } catch (e) {
-      if (!(e instanceof NotFoundError || (PlacementError.is(e) && e.code === "LXDP_NOT_FOUND"))) throw e;
+      if (!isNotFound(e)) throw e;
     }
   }
   return undefined;
