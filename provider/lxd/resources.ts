@@ -1,7 +1,7 @@
 /** Projects, storage pools, images and cluster members: what placement validates against. */
 import { z } from "zod";
 import type { LxdClient } from "./client";
-import { isNotFound, PlacementError } from "./errors";
+import { isNotFound } from "./errors";
 
 const names = (urls: string[]) => urls.map((u) => decodeURIComponent(u.split("/").pop()!.split("?")[0]));
 
