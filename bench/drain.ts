@@ -36,16 +36,16 @@
  * (BENCH_DRAIN_WAIT_S, default 180) until no other running instance is on m3, and skips the
  * baseline if one stays, rather than stop someone else's container.
  */
-import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Estate } from "../provider/estate";
 import { place } from "../provider/policy";
 import * as provider from "../provider/resource";
-
-const ROOT = path.resolve(__dirname, "..", "..");
-process.env.LXD_CONF ??= path.join(ROOT, ".sandbox", "lxc");
+import { emptyResult, type Bench, type PartResult } from "./context";
+import type { Managed } from "./managed";
+import { figure, fromDrain } from "./report";
+import { deadline, lxc, SANDBOX } from "./shell";
 
 export interface DrainFigure {
   name: string;
@@ -66,43 +66,6 @@ const BIG_MB = 60;
 
 function log(text: string): void {
   process.stderr.write(`bench drain: ${text}\n`);
-}
-
-function sh(cmd: string, args: string[], timeoutMs: number): Promise<{ code: number; stdout: string; stderr: string; seconds: number }> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    execFile(cmd, args, { timeout: timeoutMs, killSignal: "SIGKILL", maxBuffer: 64 * 1024 * 1024, env: process.env }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : 124) : 0;
-      resolve({ code, stdout: String(stdout), stderr: String(stderr), seconds: (performance.now() - t0) / 1000 });
-    });
-  });
-}
-
-async function lxc(args: string[], timeoutMs = 120_000): Promise<{ stdout: string; seconds: number }> {
-  const r = await sh("lxc", args, timeoutMs);
-  if (r.code !== 0)
-    throw new Error(
-      `lxc ${args.join(" ")} failed (${r.code}): ${r.stderr
-        .trim()
-        .split(/[\r\n]+/)
-        .slice(-2)
-        .join(" | ")
-        .slice(0, 400)}`,
-    );
-  return r;
-}
-
-function deadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const t = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: no result within ${Math.round(ms / 1000)}s`)), ms)));
-  return Promise.race([p, t]).finally(() => clearTimeout(timer));
-}
-
-interface Managed {
-  id: string;
-  name: string;
-  inputs: Record<string, unknown>;
-  outs: Record<string, unknown>;
 }
 
 /**
@@ -271,7 +234,7 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
     if (others.length) {
       notes.push(`baseline skipped: other running instances stayed on ${DRAIN} (${others.join(", ")}); evacuating would have stopped them`);
     } else {
-      const cfg = (await lxc(["config", "get", `${REMOTE}:${names[0]}`, "cluster.evacuate"])).stdout.trim();
+      const cfg = (await lxc(["config", "get", `${REMOTE}:${names[0]}`, "cluster.evacuate"], 120_000)).stdout.trim();
       watch = new Watch(e, names);
       t0 = performance.now();
       evacuated = true;
@@ -326,20 +289,76 @@ export async function runDrainBench(): Promise<DrainFigure[]> {
   }
 }
 
+/** What the drain part left to clean up if this process is interrupted. */
+export interface DrainState {
+  /** `drain-*` instances that were there before the drain part: not ours, never deleted. */
+  before?: Set<string>;
+  /** The drain part is under way: an interruption may leave the member evacuated. */
+  running: boolean;
+}
+
+async function drainInstances(): Promise<{ name: string; project: string }[]> {
+  const list = JSON.parse((await lxc(["list", `${REMOTE}:`, "--format", "json", "--all-projects"], 60_000)).stdout) as { name: string; project: string }[];
+  return list.filter((i) => i.name.startsWith("drain-"));
+}
+
+/** drain.* for `npm run bench`: runDrainBench's figures, or the two figures marked failed. */
+export async function drainPart(b: Bench, state: DrainState): Promise<PartResult> {
+  const out = emptyResult();
+  state.before = new Set((await drainInstances()).map((i) => `${i.project}/${i.name}`));
+  state.running = true;
+  try {
+    out.figures.push(...(await runDrainBench()).map(fromDrain));
+  } catch (e) {
+    const msg = (e as Error).message;
+    b.progress(`drain: FAILED: ${msg}`);
+    out.notes.push(`drain: ${msg}`);
+    out.figures.push(
+      ...["drain.wall", "drain.downtime.max"].map((name) => ({ ...figure(name, "s", null, { baselineName: "lxc-cluster-evacuate", baseline: null }), met: "no" as const, note: `ERROR: ${msg}` })),
+    );
+  } finally {
+    state.running = false;
+  }
+  return out;
+}
+
+/**
+ * What the drain part left (runDrainBench cleans up after itself, but not when this process is
+ * interrupted): the member still evacuated, and `drain-*` instances that were not there before it.
+ */
+export async function drainCleanup(b: Bench, state: DrainState): Promise<void> {
+  if (!state.before) return;
+  if (state.running) {
+    try {
+      const members = JSON.parse((await lxc(["cluster", "list", `${REMOTE}:`, "--format", "json"], 60_000)).stdout) as { server_name: string; status: string }[];
+      if (members.some((m) => m.server_name === DRAIN && /evacuat/i.test(m.status))) {
+        b.progress(`cleanup: restoring cluster member ${DRAIN}, left evacuated by the drain part`);
+        await lxc(["cluster", "restore", `${REMOTE}:${DRAIN}`, "--force"], 1_800_000);
+      }
+    } catch (e) {
+      b.progress(`cleanup: cannot check or restore ${DRAIN} (run \`lxc cluster restore ${REMOTE}:${DRAIN}\`): ${(e as Error).message}`);
+    }
+  }
+  try {
+    const before = state.before;
+    const left = (await drainInstances()).filter((i) => !before.has(`${i.project}/${i.name}`));
+    if (left.length) b.progress(`cleanup: deleting ${left.length} instance(s) left by the drain part`);
+    for (const i of left) await lxc(["delete", "--force", `${REMOTE}:${i.name}`, "--project", i.project], 120_000).catch((e) => b.progress(`cleanup: ${i.name}: ${(e as Error).message}`));
+  } catch (e) {
+    b.progress(`cleanup: cannot list the drain part's instances: ${(e as Error).message}`);
+  }
+}
+
 if (require.main === module) {
-  // Keep the provider's log lines (stdout) out of the figures: into a file beside the results.
-  const dir = path.join(ROOT, ".sandbox", "bench");
+  // Keep the provider's log lines out of the figures: into a file beside the results.
+  process.env.LXD_CONF ??= path.join(SANDBOX, "lxc");
+  const dir = path.join(SANDBOX, "bench");
   fs.mkdirSync(dir, { recursive: true });
   const file = fs.createWriteStream(path.join(dir, "drain-provider.log"), { flags: "w" });
-  const write = process.stdout.write.bind(process.stdout);
-  process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-    const s = typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8");
-    if (s.startsWith("lxd-placement: ")) return file.write(`${new Date().toISOString()} ${s}`);
-    return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stdout.write;
+  provider.inProcess({ log: (line) => file.write(`${new Date().toISOString()} ${line}\n`) });
   runDrainBench().then(
     (figs) => {
-      write(`${JSON.stringify(figs, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify(figs, null, 2)}\n`);
       process.exit(0);
     },
     (err) => {

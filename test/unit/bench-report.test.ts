@@ -6,6 +6,7 @@
  */
 import { benchArgs, figure, fromDrain, toJson, type Figure } from "../../bench/report";
 import { downtimeChart, escapeXml, niceMax } from "../../bench/chart";
+import { kindOf, RequestTally, settingsFrom } from "../../bench/context";
 
 const FIGURES: Figure[] = [
   figure("move.relay.cross-remote.small", "s", 0.5, { baselineName: "lxc-move", baselineDetail: "lxc move --mode relay", baseline: 0.625, target: { op: "<=", limit: 1.05 }, samples: 4 }),
@@ -239,5 +240,51 @@ describe("downtime chart", () => {
   it("escapes and rounds", () => {
     expect(escapeXml(`a<b>&"c'`)).toBe("a&lt;b&gt;&amp;&quot;c&apos;");
     expect([0.3, 1, 1.2, 13.7, 22, 101].map(niceMax)).toEqual([0.5, 1, 2, 20, 25, 200]);
+  });
+});
+
+describe("bench settings and request kinds", () => {
+  it("reads BENCH_* with their defaults, and refuses an unknown part, case or size by name", () => {
+    const d = settingsFrom({});
+    expect([...d.parts]).toEqual(["move", "downtime", "relay", "read", "drain"]);
+    expect({ bigMb: d.bigMb, readN: d.readN, cases: d.cases, sizes: d.sizes, moveTimeoutMs: d.moveTimeoutMs }).toEqual({
+      bigMb: 400,
+      readN: 200,
+      cases: ["pull", "push", "relay", "member"],
+      sizes: ["small", "big"],
+      moveTimeoutMs: 700_000,
+    });
+    const s = settingsFrom({ BENCH_ONLY: "read, move", BENCH_BIG_MB: "50", BENCH_READ_N: "-3" });
+    expect([...s.parts]).toEqual(["read", "move"]);
+    expect(s.bigMb).toBe(50);
+    expect(s.readN).toBe(200);
+    expect(() => settingsFrom({ BENCH_ONLY: "move,rleay" })).toThrow('BENCH_ONLY: unknown value "rleay"');
+    expect(() => settingsFrom({ BENCH_SIZES: "huge" })).toThrow('BENCH_SIZES: unknown value "huge"');
+  });
+
+  it("tells list calls apart and folds names and operation ids, per remote", () => {
+    const t = new RequestTally();
+    t.onRequest({ remote: "s1", method: "GET", path: "/instances", query: { recursion: "1" } });
+    t.onRequest({ remote: "s1", method: "GET", path: "/instances", query: {} });
+    t.onRequest({ remote: "s2", method: "GET", path: "/instances/web", query: { project: "staging" } });
+    t.onRequest({ remote: "s2", method: "GET", path: "/operations/abc/wait", query: { timeout: "5" } });
+    t.onRequest({ remote: "s2", method: "DELETE", path: "/operations/abc", query: {} });
+    t.onRequest({ remote: "s2", method: "GET", path: "", query: {} });
+    expect(t.snapshot()).toEqual({
+      total: 6,
+      byMethod: { GET: 5, DELETE: 1 },
+      byKind: {
+        "list GET /instances?recursion": 1,
+        "GET /instances": 1,
+        "GET /instances/{name}": 1,
+        "GET /operations/{id}/wait": 1,
+        "DELETE /operations/{id}": 1,
+        "GET /1.0": 1,
+      },
+      listByRemote: { s1: 1 },
+    });
+    t.reset();
+    expect(t.snapshot().total).toBe(0);
+    expect(kindOf({ method: "POST", path: "/instances/web", query: { target: "m2" } })).toBe("POST /instances/{name}");
   });
 });
