@@ -4,6 +4,7 @@
 #   scripts/sandbox.sh up       start (or repair) everything; a no-op when all runs
 #   scripts/sandbox.sh down     stop everything, leave no daemon, mount or bridge behind
 #   scripts/sandbox.sh status   list the daemons; exit 0 only if all run
+#   scripts/sandbox.sh daemons  print the daemon list (name role address remote), read only
 #
 # What `up` gives (LXD 5.0.2 from Debian, started by hand: there is no systemd here):
 #   s1       standalone daemon, https://127.0.0.1:8443
@@ -31,16 +32,6 @@ ADMIN_CONF="$SANDBOX/.admin-lxc"   # empty lxc config: admin calls go over each 
 IMAGES="$SANDBOX/images"           # busybox image cache, survives `down`
 BRIDGE=sbx0
 STAMP="$SANDBOX/.configured"
-
-STANDALONE=(s1 s2)
-MEMBERS=(m1 m2 m3)
-DAEMONS=("${STANDALONE[@]}" "${MEMBERS[@]}")
-declare -A ADDR=(
-  [s1]=127.0.0.1:8443 [s2]=127.0.0.1:8444
-  [m1]=127.0.0.3:8443 [m2]=127.0.0.4:8443 [m3]=127.0.0.5:8443
-)
-REMOTES=(s1 s2 cluster)
-declare -A REMOTE_DAEMON=([s1]=s1 [s2]=s2 [cluster]=m1)
 
 # Bounds, in seconds. Nothing waits without one.
 LXC_TIMEOUT=60        # one lxc admin call
@@ -85,6 +76,52 @@ take_lock() {
     flock -w "$LOCK_TIMEOUT" 9 || die "still locked after ${LOCK_TIMEOUT}s"
   fi
 }
+
+# ---------------------------------------------------------------- daemons
+
+# The daemons, from daemons.tsv (one row each: name role address remote), the list
+# the tests read too. Derived, in the file's order:
+#   DAEMONS, STANDALONE, MEMBERS   names (all, role standalone, role member)
+#   ADDR[d] ROLE[d] REMOTE_OF[d]   each daemon's address, role and remote
+#   REMOTES, REMOTE_DAEMON[r]      the remotes, and each remote's first daemon
+#   BOOTSTRAP                      the first member: it bootstraps the cluster, the
+#                                  other members join it and form fast-group
+DAEMONS_TSV="$ROOT/scripts/sandbox/daemons.tsv"
+DAEMONS=() STANDALONE=() MEMBERS=() REMOTES=()
+declare -A ADDR=() ROLE=() REMOTE_OF=() REMOTE_DAEMON=()
+load_daemons() {
+  local name role addr remote extra n=0 at
+  [[ -r $DAEMONS_TSV ]] || die "$DAEMONS_TSV is missing"
+  while read -r name role addr remote extra || [[ -n $name ]]; do
+    n=$((n + 1)) at="$DAEMONS_TSV line $n"
+    [[ -z $name || $name == '#'* ]] && continue
+    [[ -n $remote && -z $extra ]] || die "$at: want 4 columns: name role address remote"
+    [[ $name =~ ^[a-z][a-z0-9-]*$ && $remote =~ ^[a-z][a-z0-9-]*$ ]] ||
+      die "$at: names and remotes are lowercase letters, digits and '-'"
+    [[ -z ${ROLE[$name]:-} ]] || die "$at: $name is listed twice"
+    [[ $addr =~ ^[0-9.]+:[0-9]+$ ]] || die "$at: address $addr is not host:port"
+    case $role in
+      standalone) STANDALONE+=("$name") ;;
+      member) MEMBERS+=("$name") ;;
+      *) die "$at: role $role is neither standalone nor member" ;;
+    esac
+    if [[ -n ${REMOTE_DAEMON[$remote]:-} ]]; then
+      # Only the cluster's members share a remote.
+      [[ $role == member && ${ROLE[${REMOTE_DAEMON[$remote]}]} == member ]] ||
+        die "$at: remote $remote already reaches ${REMOTE_DAEMON[$remote]}"
+    else
+      [[ $role == standalone || ${#MEMBERS[@]} == 1 ]] ||
+        die "$at: the members are one cluster, with one remote"
+      REMOTES+=("$remote")
+      REMOTE_DAEMON[$remote]=$name
+    fi
+    DAEMONS+=("$name")
+    ADDR[$name]=$addr ROLE[$name]=$role REMOTE_OF[$name]=$remote
+  done <"$DAEMONS_TSV"
+  ((${#MEMBERS[@]})) || die "$DAEMONS_TSV: no cluster member"
+  BOOTSTRAP=${MEMBERS[0]}
+}
+load_daemons
 
 # ---------------------------------------------------------------- processes
 
@@ -185,8 +222,10 @@ umount_under() {
 # CI clones run where a killed session's daemons, from another path, may linger.
 # They are of no use to anyone once we take their ports, so no graceful shutdown.
 evict_foreign() {
-  local line laddr port host pid dir d hit comm
+  local line laddr port host pid dir d hit comm ports
   local -a kill_pids=() dirs=()
+  # Our ports, once each, as an alternation: 8443|8444.
+  ports=$(for d in "${DAEMONS[@]}"; do echo "${ADDR[$d]##*:}"; done | awk '!seen[$0]++' | paste -sd'|')
   while read -r line; do
     laddr=$(awk '{print $4}' <<<"$line")
     port=${laddr##*:} host=${laddr%:*}
@@ -214,7 +253,7 @@ evict_foreign() {
       kill_pids+=($(procs_of_dir "$dir"))
       dirs+=("$dir")
     done
-  done < <(ss -Hltnp 2>/dev/null | grep -E ':(8443|8444) ' || true)
+  done < <(ss -Hltnp 2>/dev/null | grep -E ":($ports) " || true)
   ((${#kill_pids[@]})) || return 0
   kill -KILL "${kill_pids[@]}" 2>/dev/null || true
   kill_wait 2 "${kill_pids[@]}"
@@ -225,13 +264,14 @@ evict_foreign() {
 # killed leaves mounts (shmounts, devlxd) and maybe container monitors behind.
 # Clean those up when no lxd serves that directory any more.
 sweep_stale() {
-  local d pid live
+  local d pid live names
   local -a dirs=()
+  names=$(IFS='|'; echo "${DAEMONS[*]}")
   # shellcheck disable=SC2207
   dirs=($( {
     findmnt -rn -o TARGET 2>/dev/null
     ps -eo args= | sed -n 's/^\[lxc monitor\] \(.*\)\/containers .*/\1/p'
-  } | grep -oE '^/.*/\.sandbox/(s1|s2|m1|m2|m3)(/|$)' | sed 's#/$##' | sort -u || true))
+  } | grep -oE '^/.*/\.sandbox/('"$names"')(/|$)' | sed 's#/$##' | sort -u || true))
   for d in "${dirs[@]}"; do
     [[ $d == "$SANDBOX"/* ]] && continue
     live=no
@@ -454,17 +494,17 @@ setup_standalone() {
 
 is_clustered() { [[ $(lx "$1" query /1.0/cluster 2>/dev/null) == *'"enabled": true'* ]]; }
 
-cluster_members() { lx m1 cluster list -f csv 2>/dev/null | cut -d, -f1; }
+cluster_members() { lx "$BOOTSTRAP" cluster list -f csv 2>/dev/null | cut -d, -f1; }
 
-bootstrap_m1() {
-  is_clustered m1 && return 0
-  log "bootstrapping cluster on m1 (${ADDR[m1]})"
-  LXD_DIR="$SANDBOX/m1" timeout "$LXC_TIMEOUT" lxd init --preseed >/dev/null <<PRESEED
+bootstrap_cluster() {
+  is_clustered "$BOOTSTRAP" && return 0
+  log "bootstrapping cluster on $BOOTSTRAP (${ADDR[$BOOTSTRAP]})"
+  LXD_DIR="$SANDBOX/$BOOTSTRAP" timeout "$LXC_TIMEOUT" lxd init --preseed >/dev/null <<PRESEED
 config:
-  core.https_address: ${ADDR[m1]}
-  cluster.https_address: ${ADDR[m1]}
+  core.https_address: ${ADDR[$BOOTSTRAP]}
+  cluster.https_address: ${ADDR[$BOOTSTRAP]}
 cluster:
-  server_name: m1
+  server_name: $BOOTSTRAP
   enabled: true
 PRESEED
 }
@@ -475,13 +515,13 @@ join_member() {
   if grep -qx "$m" <<<"$(cluster_members)"; then
     # Known to the cluster but its own dir is not clustered: a half-done earlier join.
     log "removing stale cluster entry for $m"
-    lx m1 cluster remove "$m" --force --yes >/dev/null
+    lx "$BOOTSTRAP" cluster remove "$m" --force --yes >/dev/null
   fi
-  lx m1 cluster revoke-token "$m" >/dev/null 2>&1 || true
-  token=$(lx m1 cluster add "$m" --quiet)
+  lx "$BOOTSTRAP" cluster revoke-token "$m" >/dev/null 2>&1 || true
+  token=$(lx "$BOOTSTRAP" cluster add "$m" --quiet)
   # Pools the cluster has already need this member's `source` (empty: LXD's default).
   pools=""
-  for p in $(lx m1 storage list -f csv 2>/dev/null | cut -d, -f1); do
+  for p in $(lx "$BOOTSTRAP" storage list -f csv 2>/dev/null | cut -d, -f1); do
     pools+=$'\n'"  - {entity: storage-pool, name: $p, key: source, value: \"\"}"
   done
   log "joining $m (${ADDR[$m]})"
@@ -490,29 +530,29 @@ cluster:
   enabled: true
   server_name: $m
   server_address: ${ADDR[$m]}
-  cluster_address: ${ADDR[m1]}
+  cluster_address: ${ADDR[$BOOTSTRAP]}
   cluster_token: $token
   member_config:${pools:- []}
 PRESEED
 }
 
 setup_cluster() {
-  bootstrap_m1
+  bootstrap_cluster
   local m
-  for m in m2 m3; do join_member "$m"; done
-  configure_server m1 cluster
-  if ! lx m1 cluster group show fast-group >/dev/null 2>&1; then
-    lx m1 cluster group create fast-group >/dev/null
+  for m in "${MEMBERS[@]:1}"; do join_member "$m"; done
+  configure_server "$BOOTSTRAP" cluster
+  if ! lx "$BOOTSTRAP" cluster group show fast-group >/dev/null 2>&1; then
+    lx "$BOOTSTRAP" cluster group create fast-group >/dev/null
   fi
-  # `assign` replaces a member's groups: keep default.
-  for m in m2 m3; do lx m1 cluster group assign "$m" default,fast-group >/dev/null; done
+  # fast-group: the members that joined. `assign` replaces a member's groups: keep default.
+  for m in "${MEMBERS[@]:1}"; do lx "$BOOTSTRAP" cluster group assign "$m" default,fast-group >/dev/null; done
 }
 
 # Members whose daemon was restarted must be seen ONLINE by the cluster again.
 wait_online() {
   local deadline=$((SECONDS + ONLINE_TIMEOUT)) out bad
   while :; do
-    out=$(lx m1 cluster list -f csv 2>/dev/null || true)
+    out=$(lx "$BOOTSTRAP" cluster list -f csv 2>/dev/null || true)
     bad=""
     for m in "${MEMBERS[@]}"; do
       grep -q "^$m,.*,ONLINE," <<<"$out" || bad+=" $m"
@@ -535,7 +575,7 @@ write_client_config() {
   tmp=$(mktemp -d "$CONF/.servercerts.XXXXXX")
   for r in "${REMOTES[@]}"; do
     d=${REMOTE_DAEMON[$r]}
-    if [[ $r == cluster ]]; then
+    if [[ ${ROLE[$d]} == member ]]; then
       cp "$SANDBOX/$d/cluster.crt" "$tmp/$r.crt"
     else
       cp "$SANDBOX/$d/server.crt" "$tmp/$r.crt"
@@ -543,30 +583,24 @@ write_client_config() {
   done
   rm -rf "$CONF/servercerts"
   mv "$tmp" "$CONF/servercerts"
-  cat >"$CONF/config.yml.tmp" <<YAML
+  {
+    cat <<YAML
 # Written by scripts/sandbox.sh up; rewritten on every up.
-default-remote: s1
+default-remote: ${REMOTES[0]}
 remotes:
-  s1:
-    addr: https://${ADDR[s1]}
-    auth_type: tls
-    project: default
-    protocol: lxd
-    public: false
-  s2:
-    addr: https://${ADDR[s2]}
-    auth_type: tls
-    project: default
-    protocol: lxd
-    public: false
-  cluster:
-    addr: https://${ADDR[m1]}
-    auth_type: tls
-    project: default
-    protocol: lxd
-    public: false
-aliases: {}
 YAML
+    for r in "${REMOTES[@]}"; do
+      cat <<YAML
+  $r:
+    addr: https://${ADDR[${REMOTE_DAEMON[$r]}]}
+    auth_type: tls
+    project: default
+    protocol: lxd
+    public: false
+YAML
+    done
+    echo "aliases: {}"
+  } >"$CONF/config.yml.tmp"
   mv "$CONF/config.yml.tmp" "$CONF/config.yml"
 }
 
@@ -582,9 +616,14 @@ verify_pins() {
 }
 
 verify_client() {
-  lxc_user list s1: -f csv >/dev/null || die "lxc list s1: failed"
-  lxc_user list s2: -f csv >/dev/null || die "lxc list s2: failed"
-  lxc_user cluster list cluster: -f csv >/dev/null || die "lxc cluster list cluster: failed"
+  local r
+  for r in "${REMOTES[@]}"; do
+    if [[ ${ROLE[${REMOTE_DAEMON[$r]}]} == member ]]; then
+      lxc_user cluster list "$r:" -f csv >/dev/null || die "lxc cluster list $r: failed"
+    else
+      lxc_user list "$r:" -f csv >/dev/null || die "lxc list $r: failed"
+    fi
+  done
 }
 
 # ---------------------------------------------------------------- commands
@@ -677,8 +716,7 @@ cmd_up() {
   # Configure the three servers side by side: each step is a round-trip and the
   # cluster's are slow (every write goes through raft).
   local -a jobs=()
-  setup_standalone s1 & jobs+=($!)
-  setup_standalone s2 & jobs+=($!)
+  for d in "${STANDALONE[@]}"; do setup_standalone "$d" & jobs+=($!); done
   setup_cluster & jobs+=($!)
   for w in "${jobs[@]}"; do wait "$w" || fail=1; done
   ((fail == 0)) || die "configuring the servers failed"
@@ -734,7 +772,7 @@ cmd_down() {
       for d in "${DAEMONS[@]}"; do
         daemon_alive "$d" || continue
         left+=" $d"
-        [[ $d == m* ]] && members_left=$((members_left + 1))
+        [[ ${ROLE[$d]} == member ]] && members_left=$((members_left + 1))
       done
       [[ -z $left ]] && break
       if ((members_left == 1)); then
@@ -791,6 +829,14 @@ cmd_down() {
   return 0
 }
 
+# The daemon list as this script derived it, one line each: name role address remote.
+cmd_daemons() {
+  local d
+  for d in "${DAEMONS[@]}"; do
+    echo "$d ${ROLE[$d]} ${ADDR[$d]} ${REMOTE_OF[$d]}"
+  done
+}
+
 cmd_status() {
   local d pid all=0 state
   for d in "${DAEMONS[@]}"; do
@@ -810,5 +856,6 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) rc=0; cmd_status || rc=$?; exit "$rc" ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  daemons) cmd_daemons ;;
+  *) echo "usage: $0 up|down|status|daemons" >&2; exit 2 ;;
 esac
