@@ -5,11 +5,11 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { DAEMONS, MEMBERS, REMOTES, type Daemon } from "./daemons";
 import { engineProcesses } from "./engine";
 import { findEverywhere, lxc, ROOT, run, SANDBOX, type Seen } from "./sandbox";
 
-export const DAEMONS = ["s1", "s2", "m1", "m2", "m3"] as const;
-export type Daemon = (typeof DAEMONS)[number];
+export { DAEMONS, type Daemon } from "./daemons";
 
 export { COMPLETE_KEY, INCOMING_KEY, LEASE_KEY, MARKER_KEY, MOVE_KEY, OUTGOING_KEY } from "../../provider/marks";
 import { INCOMING_KEY, MARKER_KEY } from "../../provider/marks";
@@ -101,10 +101,10 @@ export async function sandboxUp(timeoutMs = 150_000): Promise<void> {
 
 /** Every remote lists its instances and every cluster member is ONLINE; bounded. */
 export async function waitEstate(timeoutMs = 90_000): Promise<void> {
-  await waitFor("the sandbox answering again (lxc list on s1, s2, cluster; members ONLINE)", timeoutMs, 500, async () => {
-    await Promise.all(["s1", "s2", "cluster"].map((r) => lxc(["list", `${r}:`, "--all-projects", "-f", "csv", "-c", "n"], { timeoutMs: 10_000 })));
+  await waitFor(`the sandbox answering again (lxc list on ${REMOTES.join(", ")}; members ONLINE)`, timeoutMs, 500, async () => {
+    await Promise.all(REMOTES.map((r) => lxc(["list", `${r}:`, "--all-projects", "-f", "csv", "-c", "n"], { timeoutMs: 10_000 })));
     const out = await lxc(["cluster", "list", "cluster:", "-f", "csv"], { timeoutMs: 10_000 });
-    const bad = ["m1", "m2", "m3"].filter((m) => !new RegExp(`^${m},.*,ONLINE,`, "m").test(out));
+    const bad = MEMBERS.filter((m) => !new RegExp(`^${m},.*,ONLINE,`, "m").test(out));
     return bad.length ? undefined : true;
   });
 }
@@ -194,7 +194,7 @@ export function dropStackLock(stackDir: string): number {
 
 /** Every copy of the provider-managed instance `id`, on every remote and project. */
 export async function copiesOf(id: string): Promise<Seen[]> {
-  const lists = await Promise.all(["s1", "s2", "cluster"].map((r) => findEverywhere((s) => s.config?.[MARKER_KEY] === id, [r])));
+  const lists = await Promise.all(REMOTES.map((r) => findEverywhere((s) => s.config?.[MARKER_KEY] === id, [r])));
   return lists.flat();
 }
 

@@ -9,10 +9,10 @@ import { X509Certificate } from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { DAEMONS, REMOTES } from "./daemons";
 import { LXD_CONF, SANDBOX, lxc, run } from "./sandbox";
 
-export const REMOTES = ["s1", "s2", "cluster"];
-export const DAEMONS = ["s1", "s2", "m1", "m2", "m3"];
+export { DAEMONS, REMOTES } from "./daemons";
 export const MUTATING = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 /** Observer certificates a crashed run left trusted, older than this, are removed. */
 const STALE_MS = 30 * 60_000;

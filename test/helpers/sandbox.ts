@@ -4,6 +4,7 @@
  */
 import { execFile } from "node:child_process";
 import * as path from "node:path";
+import { REMOTES } from "./daemons";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const SANDBOX = path.join(ROOT, ".sandbox");
@@ -41,7 +42,7 @@ export interface Seen {
 }
 
 /** Every instance with the provider's marker, on every remote and project: where things really are. */
-export async function findEverywhere(filter: (s: Seen) => boolean = () => true, remotes = ["s1", "s2", "cluster"]): Promise<Seen[]> {
+export async function findEverywhere(filter: (s: Seen) => boolean = () => true, remotes: readonly string[] = REMOTES): Promise<Seen[]> {
   const out: Seen[] = [];
   for (const r of remotes) {
     const text = await lxc(["list", `${r}:`, "--all-projects", "--format", "json"], { timeoutMs: 30_000 });
