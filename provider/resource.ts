@@ -23,9 +23,16 @@ import { authority, describeCopy, explain, where, type Blocked, type Copy } from
 
 export const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 const PROVIDER_KEY = "__provider";
+/**
+ * Set by check() on the checked inputs when the declared placement changed since the last run:
+ * the placement declared before. Policies see checked inputs at preview (they see no old state),
+ * so this is how a policy pack counts the moves of an update (policy/). Never a user input, never
+ * an output, ignored by diff.
+ */
+export const MOVING_FROM = "movingFrom";
 
 /** Fields that are outputs only: never parsed as inputs. */
-const OUTPUT_ONLY = ["instanceId", "location", "status", "lastMove", "moves", "leftovers", PROVIDER_KEY];
+const OUTPUT_ONLY = ["instanceId", "location", "status", "lastMove", "moves", "leftovers", MOVING_FROM, PROVIDER_KEY];
 /** Changing these recreates the instance (the one true replace): everything else is an update. */
 export const REPLACE_FIELDS = ["type", "image"] as const;
 /** Placement (P1): a change moves the instance. */
@@ -150,7 +157,18 @@ export async function check(olds: Record<string, unknown>, news: Record<string, 
   } catch (err) {
     more.push({ property: "remote", reason: `cannot validate against remote "${desired.remote}": ${(err as Error).message}` });
   }
-  return { inputs: { ...(desired as unknown as Record<string, unknown>) }, failures: more };
+  const from = movedFrom(userInputs(olds), desired);
+  return { inputs: { ...(desired as unknown as Record<string, unknown>), ...(from ? { [MOVING_FROM]: from } : {}) }, failures: more };
+}
+
+/** The placement `olds` declared, when it differs from `d`'s (a move); undefined for a new resource. */
+function movedFrom(olds: Record<string, unknown>, d: Desired): Record<string, string> | undefined {
+  if (typeof olds.remote !== "string" || typeof olds.name !== "string") return undefined;
+  const was: Record<string, string> = {};
+  for (const k of PLACEMENT_FIELDS) if (typeof olds[k] === "string") was[k] = olds[k] as string;
+  const now = d as unknown as Record<string, unknown>;
+  const same = PLACEMENT_FIELDS.every((k) => (was[k] ?? (k === "project" ? "default" : "")) === ((now[k] as string | undefined) ?? (k === "project" ? "default" : "")));
+  return same ? undefined : was;
 }
 
 function placementOf(o: Record<string, unknown>): Place | undefined {

@@ -14,5 +14,5 @@ if ! command -v shellcheck >/dev/null; then
   echo "lint: shellcheck is missing: npm run setup installs it (Debian's package, as root)" >&2
   exit 1
 fi
-shellcheck scripts/*.sh scripts/sandbox/*.sh .ci/run
+shellcheck scripts/*.sh scripts/sandbox/*.sh policy/run .ci/run
 echo "lint: clean"
