@@ -108,11 +108,11 @@ if [ ! -x "$launcher" ] || [ "$(cat "$launcher")" != "$launcher_text" ]; then
 fi
 
 # (d) The compiled TypeScript (bin/), when it is missing or older than a source file.
-sources="$(find provider sdk bench policy -name '*.ts' -type f 2>/dev/null | head -n 1 || true)"
+sources="$(find provider sdk bench policy gitops -name '*.ts' -type f 2>/dev/null | head -n 1 || true)"
 if [ -n "$sources" ]; then
   tsc_stamp="$ROOT/bin/.tsc-stamp"
   if [ ! -f "$tsc_stamp" ] \
-     || [ -n "$(find provider sdk bench policy tsconfig.json package-lock.json -newer "$tsc_stamp" \
+     || [ -n "$(find provider sdk bench policy gitops tsconfig.json package-lock.json -newer "$tsc_stamp" \
                  \( -name '*.ts' -o -name '*.json' \) -type f 2>/dev/null | head -n 1 || true)" ]; then
     npx --no-install tsc -p tsconfig.json
     mkdir -p "$ROOT/bin"

@@ -84,6 +84,12 @@ export interface CallOptions {
   timeoutMs?: number;
 }
 
+/** A preview or an up with policy packs: the executables and their config files. */
+export interface PolicyOptions extends CallOptions {
+  policyPacks?: string[];
+  policyPackConfigs?: string[];
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /** `cmd` on PATH, leaving out .tools/bin; undefined when there is none. */
@@ -356,8 +362,9 @@ export class TestStack {
     await this.call("config set-all", () => this.stack.setAllConfig(map));
   }
 
-  async preview(opts: CallOptions = {}): Promise<PreviewOutcome> {
-    const { value: r, ops, steps } = await this.call("preview", (io) => this.stack.preview({ ...io, diff: true }), opts.timeoutMs);
+  async preview(opts: PolicyOptions = {}): Promise<PreviewOutcome> {
+    const { policyPacks, policyPackConfigs } = opts;
+    const { value: r, ops, steps } = await this.call("preview", (io) => this.stack.preview({ ...io, diff: true, policyPacks, policyPackConfigs }), opts.timeoutMs);
     return { summary: { ...r.changeSummary }, ops, steps, stdout: r.stdout, stderr: r.stderr || undefined };
   }
 
