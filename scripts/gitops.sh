@@ -2,9 +2,10 @@
 # A GitOps pipeline for placement, played against a Git repository here (docs/gitops.md):
 #
 #   scripts/gitops.sh on-push REPO REF     what CI runs when REF is pushed to REPO: a branch is
-#                                          reviewed (preview --diff with the policy pack; the
+#                                          reviewed (preview --refresh --diff with the policy pack; the
 #                                          review comment, Markdown, goes to $GITOPS_OUT/<branch>.md),
-#                                          main is applied (up --yes, with the policy pack)
+#                                          main is applied (up --refresh --yes, with the policy pack:
+#                                          the refresh first finds instances moved outside Git)
 #   scripts/gitops.sh merge REPO BRANCH    merge BRANCH into main (a pull request's merge button),
 #                                          then apply main
 #   scripts/gitops.sh drift REPO           drift check of main: preview --refresh
@@ -13,15 +14,19 @@
 #   scripts/gitops.sh install-hook REPO    a post-receive hook in REPO (a bare repository) that
 #                                          runs on-push for every pushed branch
 #
-# REPO holds a Pulumi project (examples/gitops is one) at $GITOPS_DIR (default: its root), with
+# REPO (a path or a URL git can clone) holds a Pulumi project (examples/gitops is one) at $GITOPS_DIR (default: its root), with
 # per-stack config Pulumi.<stack>.yaml and, optionally, the policy config policy.json.
 # Settings: GITOPS_STACK (dev), GITOPS_DIR (.), GITOPS_OUT (.sandbox/gitops of this checkout),
-# GITOPS_MAIN (main). Runs against the sandbox and the local state of `. scripts/env.sh`.
+# GITOPS_MAIN (main); by default it runs against the sandbox and the local state of
+# `. scripts/env.sh`, GITOPS_BACKEND_URL and GITOPS_LXD_CONF name a real backend and lxc config.
 # The CI definitions in examples/gitops/ci/ call this script the same way.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=env.sh
 . "$here/env.sh"
+# env.sh points Pulumi and lxc at the sandbox; a pipeline of real servers names its own.
+if [ -n "${GITOPS_BACKEND_URL:-}" ]; then export PULUMI_BACKEND_URL=$GITOPS_BACKEND_URL; fi
+if [ -n "${GITOPS_LXD_CONF:-}" ]; then export LXD_CONF=$GITOPS_LXD_CONF; fi
 
 STACK=${GITOPS_STACK:-dev}
 SUBDIR=${GITOPS_DIR:-.}
@@ -73,9 +78,9 @@ review() {
   sha=$(git -C "$PROJECT" rev-parse --short HEAD)
   events="$OUT/${branch//\//-}.events.jsonl"
   file="$OUT/${branch//\//-}.md"
-  log "review of $branch ($sha): preview --diff with the policy pack"
+  log "review of $branch ($sha): preview --refresh --diff with the policy pack"
   # shellcheck disable=SC2046 # the policy arguments are words
-  preview_events "$PROJECT" "$events" --diff $(policy_args) || rc=$?
+  preview_events "$PROJECT" "$events" --refresh --diff $(policy_args) || rc=$?
   node "$ROOT/bin/gitops/report.js" comment "$events" --title "Placement plan for stack \`$STACK\`: \`$branch\` at $sha" >"$file"
   if [ "$rc" -ne 0 ] && ! grep -q '"summaryEvent"' "$events"; then
     # The engine stopped before it could say anything: put its own words in the comment.
@@ -91,9 +96,9 @@ apply() {
   local repo=$1 sha rc=0
   checkout "$repo" "$MAIN"
   sha=$(git -C "$PROJECT" rev-parse --short HEAD)
-  log "apply of $MAIN ($sha): up --yes with the policy pack"
+  log "apply of $MAIN ($sha): up --refresh --yes with the policy pack"
   # shellcheck disable=SC2046 # the policy arguments are words
-  (cd "$PROJECT" && pulumi up --yes $(policy_args)) 2>&1 | tee "$OUT/$MAIN-$sha.log" || rc=$?
+  (cd "$PROJECT" && pulumi up --yes --refresh $(policy_args)) 2>&1 | tee "$OUT/$MAIN-$sha.log" || rc=$?
   rm -rf "$CLONE"
   [ "$rc" -eq 0 ] || log "apply of $MAIN ($sha) failed: $OUT/$MAIN-$sha.log"
   return "$rc"
@@ -140,7 +145,7 @@ cmd_drift() {
 
 cmd_install_hook() {
   local repo=$1
-  [ -d "$repo/hooks" ] || die "$repo is not a bare repository"
+  [ -d "$repo/hooks" ] || die "$repo is not a bare repository here"
   cat >"$repo/hooks/post-receive" <<EOF
 #!/usr/bin/env bash
 $HOOK_MARK: review every pushed branch, apply $MAIN.
@@ -158,7 +163,8 @@ EOF
 
 [ $# -ge 2 ] || usage
 cmd=$1
-repo=$(cd "$2" 2>/dev/null && pwd) || die "no repository at $2"
+# A local repository by its absolute path; anything else (a URL) as given.
+if [ -d "$2" ]; then repo=$(cd "$2" && pwd); else repo=$2; fi
 case $cmd in
   on-push) [ $# -eq 3 ] || usage; cmd_on_push "$repo" "$3" ;;
   merge) [ $# -eq 3 ] || usage; cmd_merge "$repo" "$3" ;;
