@@ -66,7 +66,8 @@ export function readEvents(lines: string[]): PreviewReport {
       if (d.severity === "error") r.errors.push(d.message.trim());
     } else if (e.resourcePreEvent) {
       const m = e.resourcePreEvent.metadata as { op: string; urn: string; type: string; new?: { inputs?: Record<string, unknown> }; old?: { inputs?: Record<string, unknown> } };
-      if (m.op === "same" || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) continue;
+      // A refresh step reads; what it finds shows in the steps after it.
+      if (m.op === "same" || m.op === "refresh" || m.op === "read" || m.type === "pulumi:pulumi:Stack" || m.type.startsWith("pulumi:providers:")) continue;
       const name = String((m.new?.inputs ?? m.old?.inputs)?.name ?? m.urn.split("::").pop());
       (r.others[m.op] ??= []).push(name);
     } else if (e.policyEvent) {

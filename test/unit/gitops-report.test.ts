@@ -22,6 +22,8 @@ describe("the review comment", () => {
       pre("update", "web-1"),
       diag("lxd-placement: web-2: plan: move cluster:default/web-2@m1 pool=default -> cluster:default/web-2@m2; server-side member; strategy cold: the container is stopped"),
       pre("update", "web-2"),
+      pre("refresh", "web-1"),
+      pre("refresh", "web-4"),
       pre("create", "web-3"),
       pre("update", "web-4"),
       passed(RULES),
