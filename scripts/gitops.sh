@@ -2,20 +2,22 @@
 # A GitOps pipeline for placement, played against a Git repository here (docs/gitops.md):
 #
 #   scripts/gitops.sh on-push REPO REF     what CI runs when REF is pushed to REPO: a branch is
-#                                          reviewed (preview --refresh --diff with the policy pack; the
-#                                          review comment, Markdown, goes to $GITOPS_OUT/<branch>.md),
+#                                          reviewed (preview --refresh --diff with the policy pack;
+#                                          the review comment, Markdown, goes to
+#                                          $GITOPS_OUT/<branch>.md),
 #                                          main is applied (up --refresh --yes, with the policy pack:
 #                                          the refresh first finds instances moved outside Git)
 #   scripts/gitops.sh merge REPO BRANCH    merge BRANCH into main (a pull request's merge button),
 #                                          then apply main
-#   scripts/gitops.sh drift REPO           drift check of main: preview --refresh
+#   scripts/gitops.sh drift REPO           (or --drift) drift check of main: preview --refresh
 #                                          --expect-no-changes; exits 7 naming each instance that
 #                                          is not where main declares it
 #   scripts/gitops.sh install-hook REPO    a post-receive hook in REPO (a bare repository) that
 #                                          runs on-push for every pushed branch
 #
-# REPO (a path or a URL git can clone) holds a Pulumi project (examples/gitops is one) at $GITOPS_DIR (default: its root), with
-# per-stack config Pulumi.<stack>.yaml and, optionally, the policy config policy.json.
+# REPO (a path or a URL git can clone) holds a Pulumi project (examples/gitops is one) at
+# $GITOPS_DIR (default: its root), with per-stack config Pulumi.<stack>.yaml and, optionally,
+# the policy config policy.json.
 # Settings: GITOPS_STACK (dev), GITOPS_DIR (.), GITOPS_OUT (.sandbox/gitops of this checkout),
 # GITOPS_MAIN (main); by default it runs against the sandbox and the local state of
 # `. scripts/env.sh`, GITOPS_BACKEND_URL and GITOPS_LXD_CONF name a real backend and lxc config.
@@ -168,7 +170,7 @@ if [ -d "$2" ]; then repo=$(cd "$2" && pwd); else repo=$2; fi
 case $cmd in
   on-push) [ $# -eq 3 ] || usage; cmd_on_push "$repo" "$3" ;;
   merge) [ $# -eq 3 ] || usage; cmd_merge "$repo" "$3" ;;
-  drift) [ $# -eq 2 ] || usage; cmd_drift "$repo" ;;
+  drift | --drift) [ $# -eq 2 ] || usage; cmd_drift "$repo" ;;
   install-hook) [ $# -eq 2 ] || usage; cmd_install_hook "$repo" ;;
   *) usage ;;
 esac
