@@ -57,7 +57,8 @@ const OUT_DIR = path.join(SANDBOX, "bench");
 function commandOf(s: Settings, argv: string[]): string {
   return [
     ...Object.keys(process.env)
-      .filter((k) => (k.startsWith("BENCH_") && k !== "BENCH_ONLY") || k.startsWith("LXD_PLACEMENT_"))
+      // The provider's settings; LXD_PLACEMENT_POLICY_PACK (exported by env.sh) is not one.
+      .filter((k) => (k.startsWith("BENCH_") && k !== "BENCH_ONLY") || (k.startsWith("LXD_PLACEMENT_") && k !== "LXD_PLACEMENT_POLICY_PACK"))
       .sort()
       .map((k) => `${k}=${process.env[k]}`),
     `BENCH_ONLY=${[...s.parts].join(",")}`,
