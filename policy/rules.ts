@@ -127,12 +127,14 @@ export function groupAntiAffinity(all: Seen[], cfg: AntiAffinity): string[] {
       const key = at(s.props);
       by.set(key, [...(by.get(key) ?? []), s]);
     }
+    // Names sorted: the message must not depend on the order the engine registered them in.
     for (const [where, xs] of by)
       if (xs.length > 1)
         out.push(
           `group "${g}" is anti-affine, but ${xs
             .map(nameOf)
             .map((x) => x.replace("instance ", ""))
+            .sort()
             .join(", ")} share ${where}`,
         );
   }
@@ -147,7 +149,7 @@ export interface MaxMoves {
 /** `max-moves-per-update`: at most `maximum` instances change placement in one update. */
 export function maxMovesPerUpdate(all: Seen[], cfg: MaxMoves): string[] {
   if (cfg.maximum === undefined) return [];
-  const moving = all.filter((s) => s.props.movingFrom);
+  const moving = all.filter((s) => s.props.movingFrom).sort((x, y) => String(x.props.name ?? x.resource).localeCompare(String(y.props.name ?? y.resource)));
   if (moving.length <= cfg.maximum) return [];
   const list = moving.map((s) => `${s.props.name ?? s.resource} (${at(s.props.movingFrom as InstanceProps)} -> ${at(s.props)})`);
   return [`${moving.length} ${moving.length === 1 ? "instance moves" : "instances move"} in this update, at most ${cfg.maximum} may: ${list.join(", ")}; split the change into smaller updates`];
