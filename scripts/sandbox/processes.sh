@@ -122,7 +122,9 @@ evict_foreign() {
       if [[ $comm != lxd ]]; then
         die "$laddr (needed by $hit) is held by pid $pid ($comm), not an lxd: not killing it"
       fi
-      dir=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | sed -n 's/^LXD_DIR=//p')
+      # The process may have ended since ss listed it (a daemon the tests just killed): then
+      # there is nothing to evict, and reading its environment must not end the script.
+      dir=$({ tr '\0' '\n' <"/proc/$pid/environ"; } 2>/dev/null | sed -n 's/^LXD_DIR=//p') || continue
       dir=${dir:-/var/lib/lxd}
       log "evicting foreign lxd pid $pid (LXD_DIR=$dir) listening on $laddr"
       kill_pids+=("$pid")
